@@ -1,6 +1,7 @@
 #include "lmcache/key.h"
 
 #include <cstdio>
+#include <mutex>
 #include <shared_mutex>
 #include <unordered_set>
 
