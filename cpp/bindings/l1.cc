@@ -219,12 +219,14 @@ every method releases the GIL while it works.)doc")
               std::vector<uint64_t> sizes(n, each);
               st = s->ReserveWrite(keys.keys, sizes, tag, &outcomes, &views);
               if (st.ok()) {
+                std::vector<ObjectKey> reserved;
                 for (size_t i = 0; i < n; ++i) {
                   if (outcomes[i] != ReserveOutcome::kReserved) continue;
                   std::memcpy(views[i].data, src + i * each, each);
-                  ++written;
+                  reserved.push_back(keys.keys[i]);
                 }
-                st = s->FinishWrite(keys.keys, tag);
+                written = reserved.size();
+                if (!reserved.empty()) st = s->FinishWrite(reserved, tag);
               }
             }
             ThrowIfError(st);

@@ -14,6 +14,9 @@
 //     never-used tail) is taken only when nothing else fits, which keeps the
 //     high-water mark (and so the faulted, resident memory) low.
 // Sizes are rounded up to `align` bytes; offsets are multiples of `align`.
+// Exact reuse looks at the first four blocks of the class. A batch is
+// allocated in the given order. RoundUp saturates at UINT64_MAX; regions are
+// limited to < 2^62 bytes. A double free (or a foreign handle) aborts.
 //
 // Thread safety: thread-safe (one internal mutex; every call is a few
 // hundred nanoseconds at most, so it is never held across I/O or copies).

@@ -12,11 +12,15 @@
 // hand out. Eager arenas (lazy=false) are usable and pre-faulted in full at
 // Create (like LMCache). Lazy arenas start with min(initial_bytes, capacity)
 // usable and none of it faulted; Grow() extends the usable prefix (never
-// moving anything), and Prefault() faults pages ahead of use so that copies
+// moving anything), and PrefaultUpTo() faults pages ahead of use so that copies
 // into L1 never pay first-touch page faults on the request path (a copy into
 // never-touched memory runs ~5x slower than into faulted memory here). The
 // L1 store drives Prefault from a background thread, keeping a window ahead
 // of the allocator's high-water mark; an idle lazy arena costs almost no RSS.
+//
+// capacity() is capacity_bytes rounded up to align; base() is aligned to
+// max(align, 2 MiB) (huge pages, devdax). A lazy arena registers and grows in
+// steps of max(initial usable, 64 MiB).
 //
 // Pinning seam: a MemoryRegistrar (the CUDA layer supplies one that calls
 // cudaHostRegister) is told about every range before it becomes usable and

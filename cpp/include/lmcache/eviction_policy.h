@@ -92,23 +92,22 @@ class EvictionPolicy {
   // worth eviction_ratio x its usage, and at least enough to bring it back
   // under the limit; salts without a quota lose all their evictable objects.
   // Policies without quotas do nothing. Returns bytes popped.
-  virtual uint64_t PopQuotaVictims(const SaltUsage& usage,
-                                   double trigger_watermark, double eviction_ratio,
-                                   std::vector<ObjectKey>* out) {
+  virtual uint64_t PopQuotaVictims(const SaltUsage& /*usage*/, double /*trigger_watermark*/,
+                                   double /*eviction_ratio*/, std::vector<ObjectKey>* /*out*/) {
     return 0;
   }
 
   virtual bool supports_quotas() const { return false; }
   // InvalidArgument for policies without quotas.
-  virtual Status SetQuota(Symbol salt, uint64_t limit_bytes) {
+  virtual Status SetQuota(Symbol /*salt*/, uint64_t /*limit_bytes*/) {
     return Status::InvalidArgument(std::string(name()) + " eviction policy has no quotas");
   }
   // NotFound when the salt had no quota.
-  virtual Status RemoveQuota(Symbol salt) {
+  virtual Status RemoveQuota(Symbol /*salt*/) {
     return Status::InvalidArgument(std::string(name()) + " eviction policy has no quotas");
   }
   virtual std::map<std::string, uint64_t> Quotas() const { return {}; }
-  virtual QuotaInfo GetQuota(Symbol salt) const { return {}; }
+  virtual QuotaInfo GetQuota(Symbol /*salt*/) const { return {}; }
 
   virtual PolicyStats Stats() const = 0;
 };

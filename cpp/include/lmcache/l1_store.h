@@ -100,8 +100,8 @@ struct L1Stats {
 class L1Listener {
  public:
   virtual ~L1Listener() = default;
-  virtual void OnResident(const std::vector<ObjectKey>& keys) {}
-  virtual void OnRemoved(const std::vector<ObjectKey>& keys) {}
+  virtual void OnResident(const std::vector<ObjectKey>& /*keys*/) {}
+  virtual void OnRemoved(const std::vector<ObjectKey>& /*keys*/) {}
 };
 
 class L1Store {

@@ -162,6 +162,7 @@ struct L1Store::Impl {
       Entry d = e;
       d.state = State::kDoomed;
       d.node = EvictionNode{};
+      d.node.bytes = e.node.bytes;
       s.doomed.emplace(it->first, d);
       doomed_objects.fetch_add(1, std::memory_order_relaxed);
     } else {

@@ -100,35 +100,36 @@ class FlagLock {
   std::atomic_flag* flag_;
 };
 
-// Faults in [p, p + len). Returns false when the kernel cannot back the range
-// (ENOMEM, EFAULT, EHWPOISON). REQUIRES: p page-aligned.
-bool FaultRange(uint8_t* p, uint64_t len) {
-  if (len == 0) return true;
+// Faults in [p, p + len). Returns 0, or the errno when the kernel cannot
+// back the range (ENOMEM, EFAULT, EHWPOISON). REQUIRES: p page-aligned.
+int FaultRange(uint8_t* p, uint64_t len) {
+  if (len == 0) return 0;
   while (madvise(p, len, kMadvPopulateWrite) != 0) {
     if (errno == EINTR || errno == EAGAIN) continue;
     if (errno == EINVAL) {
       // Kernel without MADV_POPULATE_WRITE, or a mapping it refuses (some
       // device mappings): touch the pages instead.
       internal::PrefaultByTouch(p, len);
-      return true;
+      return 0;
     }
-    return false;
+    return errno;
   }
-  return true;
+  return 0;
 }
 
 // Faults [from, to) of the mapping at `base` whose mapped length is
 // `mapped_len`, in chunks, storing progress into *published after each one.
-// Returns the offset reached (== to on success).
+// Returns the offset reached (== to on success; else *err is the errno).
 uint64_t PrefaultRange(uint8_t* base, uint64_t mapped_len, uint64_t from, uint64_t to,
-                       std::atomic<uint64_t>* published) {
+                       std::atomic<uint64_t>* published, int* err) {
   const uint64_t page = PageSize();
   uint64_t done = from;
   while (done < to) {
     const uint64_t chunk_end = std::min(to, (done / kPrefaultChunk + 1) * kPrefaultChunk);
     const uint64_t start = done & ~(page - 1);
     const uint64_t stop = std::min(RoundUpPow2(chunk_end, page), mapped_len);
-    if (!FaultRange(base + start, stop - start)) break;
+    *err = FaultRange(base + start, stop - start);
+    if (*err != 0) break;
     done = chunk_end;
     published->store(done, std::memory_order_release);
   }
@@ -137,7 +138,7 @@ uint64_t PrefaultRange(uint8_t* base, uint64_t mapped_len, uint64_t from, uint64
 
 Status MapError(std::string_view what, int err) {
   if (err == ENOMEM) {
-    return Status::NoSpace(std::string(what) + ": cannot map the arena (ENOMEM)");
+    return Status::NoSpace(std::string(what) + ": out of memory (ENOMEM)");
   }
   return Status::FromErrno(what, err);
 }
@@ -275,9 +276,9 @@ Result<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options,
     arena->usable_.store(u0, std::memory_order_release);
   } else {
     arena->grow_step_ = capacity;
-    if (PrefaultRange(base, map_len, 0, capacity, &arena->prefaulted_) != capacity) {
-      return Status::NoSpace("cannot prefault the " + std::to_string(capacity) +
-                             "-byte arena (out of memory?)");
+    int err = 0;
+    if (PrefaultRange(base, map_len, 0, capacity, &arena->prefaulted_, &err) != capacity) {
+      return MapError("prefault of the " + std::to_string(capacity) + "-byte arena", err);
     }
     if (registrar != nullptr) LMCACHE_RETURN_IF_ERROR(registrar->Register(base, capacity));
     arena->usable_.store(capacity, std::memory_order_release);
@@ -353,7 +354,8 @@ uint64_t Arena::PrefaultUpTo(uint64_t upto) {
   const uint64_t done = prefaulted_.load(std::memory_order_relaxed);
   const uint64_t target = std::min(upto, usable_.load(std::memory_order_acquire));
   if (target <= done) return done;
-  return PrefaultRange(base_, MappedLength(capacity_), done, target, &prefaulted_);
+  int err = 0;  // on failure prefaulted_ stays where it got; a later call retries
+  return PrefaultRange(base_, MappedLength(capacity_), done, target, &prefaulted_, &err);
 }
 
 }  // namespace lmcache

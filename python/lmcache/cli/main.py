@@ -20,7 +20,7 @@ import argparse
 import os
 import sys
 import traceback
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from lmcache import __version__
 from lmcache.cli.commands import COMMANDS
@@ -58,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="lmcache: a KV-cache server for LLM inference engines, and tools to inspect it.",
     )
     parser.add_argument("--version", action="version", version=f"{_PROG} {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    # Commands see plain ArgumentParsers; they are _Parser instances all the same.
+    subparsers = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", metavar="COMMAND", title="commands"),
+    )
     for command in COMMANDS:
         command.register(subparsers)
     return parser

@@ -261,7 +261,12 @@ def _layout(cls: type) -> tuple[tuple[OptionInfo, ...], tuple[tuple[str, type], 
                 raise TypeError(f"{spec.flag}: negatable=True needs a bool field")
             if spec.choices is not None and kind is not str:
                 raise TypeError(f"{spec.flag}: choices= needs a str field")
-            opts.append(OptionInfo(f.name, spec, kind, optional, f.default, cls))
+            info = OptionInfo(f.name, spec, kind, optional, f.default, cls)
+            if not info.required and _value_problem(info, f.default) is not None:
+                raise TypeError(
+                    f"{spec.flag}: the default {f.default!r} is not accepted by the option itself"
+                )
+            opts.append(info)
         elif _is_config_class(tp):
             subs.append((f.name, tp))
         else:
@@ -307,8 +312,8 @@ def title(cls: type) -> str:
     explicit = getattr(cls, "TITLE", None)
     if isinstance(explicit, str):
         return explicit
-    doc = (cls.__doc__ or cls.__name__).strip().splitlines()[0]
-    return doc.rstrip(".")
+    first_line = (cls.__doc__ or cls.__name__).strip().splitlines()[0]
+    return first_line.split(". ")[0].rstrip(".")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -398,8 +403,9 @@ def _add_one(container: argparse._ActionsContainer, opt: OptionInfo) -> None:
                 spec.flag, dest=opt.name, default=None, action=argparse.BooleanOptionalAction, help=help_text
             )
         else:
-            container.add_argument(spec.flag, dest=opt.name, default=None, action="store_const", const=True,
-                                   help=help_text)
+            container.add_argument(
+                spec.flag, dest=opt.name, default=None, action="store_const", const=True, help=help_text
+            )
         return
     metavar = spec.metavar
     if metavar is None:
@@ -418,7 +424,7 @@ _INT_RE = re.compile(r"[+-]?[0-9]+")
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
-_PLAIN_RE = re.compile(r"[A-Za-z0-9_.+\-/:=@,]+")
+_PLAIN_RE = re.compile(r"[A-Za-z0-9_.+\-/:]+")
 
 
 def show_value(value: Any) -> str:
@@ -515,9 +521,8 @@ def _build(cls: type[T], values: Mapping[str, Any], problems: list[str], *, nest
             problems.append(_problem(opt, raw))
             failed = True
             continue
-        problem = _value_problem(opt, value)
-        if problem is not None:
-            problems.append(problem)
+        if _value_problem(opt, value) is not None:
+            problems.append(_problem(opt, raw))  # quote the value as it was given
             failed = True
             continue
         kwargs[opt.name] = value
@@ -527,7 +532,8 @@ def _build(cls: type[T], values: Mapping[str, Any], problems: list[str], *, nest
             if sub_values is None:
                 sub_values = {}
             if not isinstance(sub_values, Mapping):
-                problems.append(f"{name}: expected a mapping of {title(sub)} options, got {show_value(sub_values)}")
+                shown = show_value(sub_values)
+                problems.append(f"{name}: got {shown}; must be a mapping of {title(sub)} options")
                 failed = True
                 continue
         else:

@@ -61,8 +61,9 @@ def _is_file_or_char_device(path: str) -> bool:
     return stat.S_ISREG(mode) or stat.S_ISCHR(mode)
 
 
-_EXISTING_DAX = Requirement("to an existing regular file or character device", _is_file_or_char_device,
-                            noun="a path")
+_EXISTING_DAX = Requirement(
+    "to an existing regular file or character device", _is_file_or_char_device, noun="a path"
+)
 _TTL = number_range(gt=0, le=_MAX_TTL_SECONDS)
 _GB = number_range(gt=0, le=MAX_L1_SIZE_GB)
 

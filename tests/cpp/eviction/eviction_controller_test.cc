@@ -70,7 +70,7 @@ TEST_F(EvictionControllerTest, AtWatermarkEvictsRatioOfUsedBytes) {
 }
 
 TEST_F(EvictionControllerTest, LockedObjectsSurviveAndExpiredLocksAreSwept) {
-  auto c = EvictionController::Create(store_.get(), {0.5, 1.0, 1'000'000'000}).value();
+  auto c = EvictionController::Create(store_.get(), {0.2, 1.0, 1'000'000'000}).value();
   Fill(0, 10);
   std::vector<ObjectKey> locked{Key(0), Key(1), Key(2)};
   std::vector<ObjectView> v;

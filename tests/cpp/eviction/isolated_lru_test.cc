@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -336,7 +337,9 @@ TEST_F(IsolatedLruTest, QuotaPassArithmetic) {
     std::vector<ObjectKey> keys;
     EXPECT_EQ(policy.PopQuotaVictims(usage, c.watermark, c.ratio, &keys), c.want_popped);
     ASSERT_EQ(keys.size(), c.want_popped);
-    for (size_t i = 0; i < keys.size(); ++i) EXPECT_EQ(keys[i], objs[i]->key) << "not LRU first at " << i;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      EXPECT_EQ(keys[i], objs[i]->key) << "not LRU first at " << i;
+    }
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -32,10 +33,14 @@ constexpr uint64_t kAll = std::numeric_limits<uint64_t>::max();
 
 struct LruTraits {
   static constexpr std::string_view kName = "LRU";
-  static constexpr bool kLinks = true;          // Insert links; PopVictims returns victims
-  static constexpr bool kGlobalLruOrder = true;  // without quotas, victims leave in global LRU order
-  static constexpr bool kQuotas = false;        // SetQuota & co. work
-  static constexpr bool kQuotaPassWipesUnquoted = false;  // PopQuotaVictims pops salts without quota
+  // Insert links the node; PopVictims returns victims.
+  static constexpr bool kLinks = true;
+  // With no quota set, victims leave in global least-recently-used order.
+  static constexpr bool kGlobalLruOrder = true;
+  // SetQuota & co. work.
+  static constexpr bool kQuotas = false;
+  // PopQuotaVictims pops every evictable object of salts without a quota.
+  static constexpr bool kQuotaPassWipesUnquoted = false;
 };
 
 struct IsolatedLruTraits {
@@ -474,7 +479,8 @@ TYPED_TEST(PolicyConformanceTest, RandomOperationsMatchModel) {
       }
     }
     for (int i = 0; i < kNodes; ++i) {
-      ASSERT_EQ(this->objs_[i]->node.linked, static_cast<bool>(in[i])) << "step " << step << " node " << i;
+      ASSERT_EQ(this->objs_[i]->node.linked, static_cast<bool>(in[i]))
+          << "step " << step << " node " << i;
     }
     const PolicyStats stats = this->policy_->Stats();
     ASSERT_EQ(stats.linked_objects, model.size());
@@ -490,6 +496,11 @@ TYPED_TEST(PolicyConformanceTest, ConcurrentOwnersAndEvictor) {
   constexpr int kThreads = 4;
   constexpr int kNodesPerThread = 64;
   constexpr int kOpsPerThread = 20000;
+  // Owners go on past kOpsPerThread until the evictor has taken this many
+  // victims while they run (up to kMaxOpsPerThread), so the threads overlap
+  // however they are scheduled.
+  constexpr int kMinEvictorVictims = 200;
+  constexpr int kMaxOpsPerThread = 20000000;
   const char* kSalts[] = {"", "a", "b"};
   for (int i = 0; i < kThreads * kNodesPerThread; ++i) this->objs_.Add(1 + i % 13, kSalts[i % 3]);
   EvictionPolicy* policy = this->policy_.get();
@@ -497,14 +508,23 @@ TYPED_TEST(PolicyConformanceTest, ConcurrentOwnersAndEvictor) {
 
   // Owner-side state, written only by the owner thread (read after join).
   std::vector<int> insert_calls(objs.size(), 0);
-  std::vector<bool> owner_evictable(objs.size(), false);
+  // Not vector<bool>: owners write neighbouring elements concurrently.
+  std::vector<char> owner_evictable(objs.size(), 0);
   std::atomic<int> owners_running{kThreads};
+  std::atomic<bool> go{false};  // all threads start together
+  std::atomic<int> evictor_victims{0};
 
   std::vector<std::thread> owners;
   for (int t = 0; t < kThreads; ++t) {
     owners.emplace_back([&, t] {
       std::mt19937 rng(t + 1);
-      for (int op = 0; op < kOpsPerThread; ++op) {
+      while (!go.load()) std::this_thread::yield();
+      for (int op = 0; op < kMaxOpsPerThread; ++op) {
+        if (op >= kOpsPerThread &&
+            (!TypeParam::kLinks || evictor_victims.load() >= kMinEvictorVictims)) {
+          break;
+        }
+        if (op % 256 == 255) std::this_thread::yield();
         const int id = t * kNodesPerThread + static_cast<int>(rng() % kNodesPerThread);
         EvictionNode* node = &objs[id]->node;
         if (!owner_evictable[id]) {
@@ -538,6 +558,7 @@ TYPED_TEST(PolicyConformanceTest, ConcurrentOwnersAndEvictor) {
     usage[Symbol()] = 1000;
     usage[Symbol::Intern("a")] = 1000;
     usage[Symbol::Intern("b")] = 10;
+    go.store(true);
     while (owners_running.load() > 0) {
       std::vector<ObjectKey> keys;
       uint64_t bytes = 0;
@@ -563,6 +584,7 @@ TYPED_TEST(PolicyConformanceTest, ConcurrentOwnersAndEvictor) {
       }
       EXPECT_EQ(bytes, objs.Bytes(keys));
       popped_keys.insert(popped_keys.end(), keys.begin(), keys.end());
+      evictor_victims.fetch_add(static_cast<int>(keys.size()));
     }
   });
   for (std::thread& t : owners) t.join();
@@ -600,7 +622,8 @@ TYPED_TEST(PolicyConformanceTest, ConcurrentOwnersAndEvictor) {
   EXPECT_EQ(policy->Stats().linked_objects, 0u);
   EXPECT_EQ(policy->Stats().linked_bytes, 0u);
   if (TypeParam::kLinks) {
-    EXPECT_GT(popped_keys.size(), 0u) << "the evictor never raced the owners";
+    EXPECT_GE(popped_keys.size(), static_cast<size_t>(kMinEvictorVictims))
+        << "the evictor never raced the owners";
   }
 }
 

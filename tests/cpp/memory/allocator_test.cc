@@ -212,6 +212,26 @@ TEST(AllocatorTest, WildernessIsUsedLast) {
   ExpectPristine(alloc);
 }
 
+TEST(AllocatorTest, WildernessLosesEvenToALargerHole) {
+  // Plain TLSF would take the 2 MiB tail (a smaller class) for a 1 MiB
+  // request; wilderness-last takes the 4 MiB hole and leaves the tail alone.
+  Allocator alloc(14 * kMiB, 4096);
+  Allocation a = alloc.Allocate(4 * kMiB);
+  Allocation b = alloc.Allocate(8 * kMiB);
+  alloc.Free(a);
+  Allocation c = alloc.Allocate(kMiB);
+  ASSERT_TRUE(c.valid());
+  EXPECT_EQ(c.offset, 0u);
+  EXPECT_EQ(alloc.Stats().high_water_mark, 12 * kMiB);
+  Allocation d = alloc.Allocate(3 * kMiB);  // the rest of the hole, exactly
+  EXPECT_EQ(d.offset, kMiB);
+  Allocation e = alloc.Allocate(kMiB);  // only the tail is left
+  EXPECT_EQ(e.offset, 12 * kMiB);
+  EXPECT_EQ(alloc.Stats().high_water_mark, 13 * kMiB);
+  for (const Allocation& x : {b, c, d, e}) alloc.Free(x);
+  ExpectPristine(alloc);
+}
+
 TEST(AllocatorTest, HighWaterMarkStaysLowUnderChurn) {
   // Fixed sizes: the high-water mark must never exceed the peak live bytes.
   {

@@ -254,9 +254,9 @@ TEST(ArenaTest, RegistrarFailures) {
 
   reg.FailAtRegisterCall(-1);
   {
-    r = Arena::Create(o, &reg);
-    ASSERT_TRUE(r.ok());
-    Arena& a = *r.value();
+    auto r2 = Arena::Create(o, &reg);
+    ASSERT_TRUE(r2.ok());
+    Arena& a = *r2.value();
     reg.FailAtRegisterCall(2);  // a three-piece Grow fails at its third piece
     auto g = a.Grow(129 * kMiB);
     ASSERT_FALSE(g.ok());
