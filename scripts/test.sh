@@ -18,7 +18,7 @@ step "system packages"
 bash scripts/install-deps.sh
 
 step "python package (pip install .[test])"
-python3 -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -m pip install -q ".[test]"
 
 cmake_build() {  # dir, extra cmake args...
@@ -55,6 +55,9 @@ fi
 step "ruff + mypy"
 python3 -m ruff check python tests/python benchmarks
 python3 -m mypy
+
+step "generated docs are current"
+python3 scripts/gen_config_docs.py --check
 
 step "pytest"
 python3 -m pytest

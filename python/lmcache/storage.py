@@ -1,0 +1,85 @@
+"""The storage engine: the native L1 store, its eviction controller and the periodic notifier,
+built from one :class:`~lmcache.config.StorageConfig` and owned together.
+
+The server (and anything else that embeds the core from Python) creates one ``StorageEngine``,
+calls :meth:`StorageEngine.start`, and :meth:`StorageEngine.stop` at shutdown (or uses it as a
+context manager). Everything here is glue: the work happens in C++ with the GIL released.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from lmcache.config import StorageConfig
+from lmcache.config.l1 import GIB
+
+__all__ = ["StorageEngine"]
+
+
+class StorageEngine:
+    """Owns the L1 store, the eviction controller and the notifier of one process."""
+
+    def __init__(self, config: StorageConfig) -> None:
+        from lmcache._native import eviction, l1, notify  # native import deferred: CLI stays light
+
+        self.config = config
+        c = config.l1
+        capacity = int(c.l1_size_gb * GIB)
+        align = c.l1_align_bytes
+        capacity = (capacity + align - 1) // align * align
+        lazy = c.l1_use_lazy and c.l1_devdax_path is None
+        self.l1 = l1.L1Store(
+            capacity,
+            align_bytes=align,
+            lazy=lazy,
+            initial_bytes=min(capacity, int(c.l1_init_size_gb * GIB)) if lazy else 0,
+            devdax_path=c.l1_devdax_path or "",
+            write_ttl_seconds=c.l1_write_ttl_seconds,
+            read_ttl_seconds=c.l1_read_ttl_seconds,
+            eviction_policy=config.eviction.eviction_policy,
+        )
+        self.eviction = eviction.EvictionController(
+            self.l1,
+            trigger_watermark=config.eviction.eviction_trigger_watermark,
+            eviction_ratio=config.eviction.eviction_ratio,
+        )
+        self.notifier = notify.PeriodicNotifier(config.notifier.periodic_notifier_interval_ms)
+        self._started = False
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self.eviction.start()
+        self.notifier.start()
+        self._started = True
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self.notifier.stop()
+        self.eviction.stop()
+        self._started = False
+
+    @property
+    def healthy(self) -> bool:
+        """True while every background thread runs and ticks on time."""
+        return self._started and self.eviction.healthy and bool(self.notifier.stats()["running"])
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot of the engine for health checks, ``/status`` and ``describe``."""
+        return {
+            "healthy": self.healthy,
+            "l1": self.l1.stats(),
+            "eviction": self.eviction.stats(),
+            "notifier": self.notifier.stats(),
+        }
+
+    def __enter__(self) -> StorageEngine:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
