@@ -117,7 +117,7 @@ every method releases the GIL while it works.)doc")
            py::arg("initial_bytes") = 0, py::arg("devdax_path") = "", py::arg("huge_pages") = true,
            py::arg("write_ttl_seconds") = 600.0, py::arg("read_ttl_seconds") = 300.0,
            py::arg("eviction_policy") = "LRU", py::arg("num_shards") = 64,
-           py::arg("prefault_window_bytes") = uint64_t{256} << 20)
+           py::arg("prefault_window_bytes") = uint64_t{64} << 20)
       .def(
           "reserve_write",
           [](const StorePtr& s, const KeyList& keys, py::object sizes, uint64_t tag) {

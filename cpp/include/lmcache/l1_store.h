@@ -59,7 +59,7 @@ struct L1Options {
   uint32_t num_shards = 64;             // rounded up to a power of two
   // Lazy arenas: bytes kept pre-faulted beyond the allocator's high-water
   // mark by the background prefault thread (0 disables the thread).
-  uint64_t prefault_window_bytes = 256ull << 20;
+  uint64_t prefault_window_bytes = 64ull << 20;
   Clock* clock = nullptr;               // null: Clock::Default()
   MemoryRegistrar* registrar = nullptr; // pinning seam (CUDA layer)
 };
