@@ -56,16 +56,18 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+# pip warns once per package about local index folders it does not hold; hide those lines.
+quiet_pip() { "${PIP[@]}" "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
 
 echo "lmcache-venv: installing $TORCH_SPEC (CPU build only)"
-if ! "${PIP[@]}" "$TORCH_SPEC"; then
+if ! quiet_pip "$TORCH_SPEC"; then
   echo "lmcache-venv: $TORCH_SPEC not found. It is not on PyPI; put the CPU wheel in a" >&2
   echo "  pip find-links folder (PIP_FIND_LINKS, e.g. /opt/wheels). Refusing a CUDA torch." >&2
   exit 1
 fi
 
 echo "lmcache-venv: installing $LMCACHE_SPEC and its dependencies (slow, ~1.9 GB)"
-"${PIP[@]}" "$LMCACHE_SPEC" "$TORCH_SPEC"
+quiet_pip "$LMCACHE_SPEC" "$TORCH_SPEC"
 
 "$VENV/bin/python" - <<'EOF'
 import importlib.metadata as m

@@ -58,6 +58,7 @@ python3 -m mypy
 
 step "generated docs are current"
 python3 scripts/gen_config_docs.py --check
+python3 scripts/gen_protocol_docs.py --check
 
 step "pytest"
 python3 -m pytest

@@ -342,7 +342,7 @@ def test_validate_checks_nested_classes() -> None:
 
 def test_to_dict_shape() -> None:
     d = to_dict(parse(REQUIRED))
-    assert set(d) == {"l1", "eviction", "notifier"}
+    assert set(d) == {"l1", "gds", "eviction", "l2", "notifier"}
     assert d["l1"]["l1_size_gb"] == 1.0
     assert d["eviction"] == {
         "eviction_policy": "LRU",

@@ -10,7 +10,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_configuration_doc_is_current() -> None:
-    r = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "gen_config_docs.py"), "--check"], capture_output=True, text=True
-    )
+    script = ROOT / "scripts" / "gen_config_docs.py"
+    r = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -15,6 +15,20 @@ A field whose type is itself a configuration class nests that class: its flags g
 argument group, and :func:`to_dict` nests its values under the field's name. Flags are global:
 every option name (which is also the argparse ``dest``) must be unique across a nested tree.
 
+Beyond plain int/float/str/bool values, an option may be:
+
+* computed: ``default_factory=`` (with ``default_text=`` saying what it is) makes the default a
+  value computed when the instance is made, i.e. at parse time (a fresh UUID, say);
+* inherited: ``inherits="other"`` on an ``X | None`` option defaulting to None means "unset: use
+  the value of the sibling option ``other``" (:func:`effective_value` resolves it);
+* a sequence: a ``tuple[X, ...]`` field with ``sequence="words"`` (one flag followed by zero or
+  more values, ``nargs='*'``) or ``sequence="repeat"`` (the flag repeated, one value each, in
+  order, ``action='append'``); each item is parsed and checked on its own;
+* a JSON object: ``json_object=True`` on a ``str`` option keeps the JSON text as given, after
+  checking that it decodes to an object (:func:`from_dict` also accepts the decoded mapping);
+* secret: ``secret=True`` keeps the value out of error messages and out of
+  ``to_dict(effective=True)``.
+
 Error messages are one line per bad value, naming the flag, the value and what is accepted::
 
     --eviction-ratio: got 1.5; must be a finite number > 0 and <= 1
@@ -32,12 +46,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import math
 import re
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from lmcache.errors import ConfigError
 
@@ -47,7 +62,9 @@ __all__ = [
     "Requirement",
     "add_arguments",
     "all_options",
+    "decode_json_object",
     "describe_accepted",
+    "effective_value",
     "flag",
     "format_default",
     "from_dict",
@@ -67,6 +84,8 @@ T = TypeVar("T")
 
 _META_KEY = "lmcache.option"
 _MISSING: Any = dataclasses.MISSING
+_SEQUENCES = ("words", "repeat")
+_REDACTED = "***"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -81,11 +100,14 @@ class Requirement:
     ``text`` completes the phrase that starts with the value's kind ("a finite number", "an
     integer", or ``noun`` when given): ``"> 0 and <= 1"`` reads "a finite number > 0 and <= 1".
     ``check`` receives a value already of the option's type and returns whether it is accepted.
+    ``hint``, when given, may return a few words on why a particular rejected value is wrong; they
+    end its error message.
     """
 
     text: str
     check: Callable[[Any], bool]
     noun: str | None = None
+    hint: Callable[[Any], str | None] | None = None
 
     def __call__(self, value: Any) -> bool:
         return self.check(value)
@@ -153,6 +175,11 @@ class OptionSpec:
     parse: Callable[[str], Any] | None = None
     validate: Requirement | None = None
     metavar: str | None = None
+    default_text: str | None = None
+    inherits: str | None = None
+    sequence: Literal["words", "repeat"] | None = None
+    json_object: bool = False
+    secret: bool = False
 
 
 def option(
@@ -166,6 +193,12 @@ def option(
     parse: Callable[[str], Any] | None = None,
     validate: Requirement | None = None,
     metavar: str | None = None,
+    default_factory: Callable[[], Any] | None = None,
+    default_text: str | None = None,
+    inherits: str | None = None,
+    sequence: Literal["words", "repeat"] | None = None,
+    json_object: bool = False,
+    secret: bool = False,
 ) -> Any:
     """Declare a configuration field (use as the right-hand side of a dataclass field).
 
@@ -179,15 +212,33 @@ def option(
         negatable: a ``bool`` option that also gets a ``--no-...`` form.
         parse: converts the raw command-line string (raise ``ValueError`` to reject it); for
             types other than int/float/str/bool, which are parsed strictly by default.
-        validate: the accepted range of the (parsed) value.
+        validate: the accepted range of the (parsed) value; of each item for a sequence.
         metavar: the placeholder shown in ``--help``.
+        default_factory: computes the default each time an instance is made without the option
+            (instead of ``default``); needs ``default_text``.
+        default_text: how the default is shown in help and docs, when not the value itself.
+        inherits: the name of a sibling option of the same class whose value this option takes
+            while unset; the field is ``X | None`` with the default None.
+        sequence: ``"words"`` (``--flag A B ...``, zero or more values) or ``"repeat"``
+            (``--flag A --flag B``) for a ``tuple[X, ...]`` field whose default is a tuple.
+        json_object: the (``str``) value is the text of a JSON object.
+        secret: never echo the value in errors, nor in ``to_dict(effective=True)``.
     """
     if not flag.startswith("--"):
         raise TypeError(f"option flag must start with '--': {flag!r}")
-    if required == (default is not _MISSING):
-        raise TypeError(f"{flag}: give exactly one of a default or required=True")
+    given = [default is not _MISSING, default_factory is not None, required]
+    if sum(given) != 1:
+        raise TypeError(f"{flag}: give exactly one of a default, a default_factory or required=True")
     if isinstance(default, (list, dict, set)):
         raise TypeError(f"{flag}: mutable default; use a tuple")
+    if default_factory is not None and default_text is None:
+        raise TypeError(f"{flag}: a default_factory needs a default_text")
+    if inherits is not None and default is not None:
+        raise TypeError(f"{flag}: an inheriting option defaults to None")
+    if sequence is not None and sequence not in _SEQUENCES:
+        raise TypeError(f"{flag}: sequence must be one of {_SEQUENCES}")
+    if sequence is not None and default is not _MISSING and not isinstance(default, tuple):
+        raise TypeError(f"{flag}: the default of a sequence option is a tuple")
     spec = OptionSpec(
         flag=flag,
         help=help,
@@ -196,10 +247,17 @@ def option(
         parse=parse,
         validate=validate,
         metavar=metavar,
+        default_text=default_text,
+        inherits=inherits,
+        sequence=sequence,
+        json_object=json_object,
+        secret=secret,
     )
     metadata = {_META_KEY: spec}
     if required:
         return dataclasses.field(metadata=metadata)
+    if default_factory is not None:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -209,10 +267,11 @@ class OptionInfo:
 
     name: str  # field name; also the argparse dest and the to_dict key
     spec: OptionSpec
-    kind: type | None  # int, float, str or bool; None when a custom ``parse`` handles another type
+    kind: type | None  # int, float, str or bool (of each item, for a sequence); None: custom ``parse``
     optional: bool  # None is an accepted value
-    default: Any  # dataclasses.MISSING when required
+    default: Any  # dataclasses.MISSING when required or computed
     owner: type
+    default_factory: Callable[[], Any] | None = None  # a computed default
 
     @property
     def flag(self) -> str:
@@ -220,7 +279,7 @@ class OptionInfo:
 
     @property
     def required(self) -> bool:
-        return self.default is _MISSING
+        return self.default is _MISSING and self.default_factory is None
 
 
 _SIMPLE_KINDS: tuple[type, ...] = (bool, int, float, str)
@@ -241,8 +300,39 @@ def _resolve_type(tp: Any, has_parser: bool, where: str) -> tuple[type | None, b
     raise TypeError(f"{where}: unsupported option type {tp!r} (give parse=)")
 
 
+def _sequence_item_type(tp: Any, where: str) -> Any:
+    """``X`` of a ``tuple[X, ...]`` annotation."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is not tuple or len(args) != 2 or args[1] is not Ellipsis:
+        raise TypeError(f"{where}: a sequence option needs a tuple[X, ...] field, not {tp!r}")
+    return args[0]
+
+
 def _is_config_class(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _check_spec(info: OptionInfo, siblings: Mapping[str, OptionInfo]) -> None:
+    """Declaration errors that need the resolved types (raised as TypeError at first use)."""
+    spec, kind = info.spec, info.kind
+    if spec.negatable and (kind is not bool or spec.sequence is not None):
+        raise TypeError(f"{spec.flag}: negatable=True needs a bool field")
+    if spec.choices is not None and kind is not str:
+        raise TypeError(f"{spec.flag}: choices= needs a str field")
+    if spec.json_object and kind is not str:
+        raise TypeError(f"{spec.flag}: json_object=True needs a str field")
+    if spec.inherits is not None:
+        source = siblings.get(spec.inherits)
+        if source is None or source.kind is not kind or not info.optional or source.spec.sequence:
+            raise TypeError(f"{spec.flag}: inherits={spec.inherits!r} is not a sibling option of its type")
+    if info.default_factory is not None:
+        default = info.default_factory()
+    elif info.required:
+        return
+    else:
+        default = info.default
+    if _value_problem(info, default) is not None:
+        raise TypeError(f"{spec.flag}: the default {default!r} is not accepted by the option itself")
 
 
 @functools.cache
@@ -255,22 +345,24 @@ def _layout(cls: type) -> tuple[tuple[OptionInfo, ...], tuple[tuple[str, type], 
     for f in dataclasses.fields(cls):
         spec = f.metadata.get(_META_KEY)
         tp = hints[f.name]
+        where = f"{cls.__name__}.{f.name}"
         if isinstance(spec, OptionSpec):
-            kind, optional = _resolve_type(tp, spec.parse is not None, f"{cls.__name__}.{f.name}")
-            if spec.negatable and kind is not bool:
-                raise TypeError(f"{spec.flag}: negatable=True needs a bool field")
-            if spec.choices is not None and kind is not str:
-                raise TypeError(f"{spec.flag}: choices= needs a str field")
-            info = OptionInfo(f.name, spec, kind, optional, f.default, cls)
-            if not info.required and _value_problem(info, f.default) is not None:
-                raise TypeError(
-                    f"{spec.flag}: the default {f.default!r} is not accepted by the option itself"
-                )
-            opts.append(info)
+            if spec.sequence is not None:
+                kind, optional = _resolve_type(_sequence_item_type(tp, where), spec.parse is not None, where)
+                if optional:
+                    raise TypeError(f"{where}: the items of a sequence option cannot be None")
+            else:
+                kind, optional = _resolve_type(tp, spec.parse is not None, where)
+            raw_factory: Any = f.default_factory
+            factory: Callable[[], Any] | None = None if raw_factory is _MISSING else raw_factory
+            opts.append(OptionInfo(f.name, spec, kind, optional, f.default, cls, factory))
         elif _is_config_class(tp):
             subs.append((f.name, tp))
         else:
-            raise TypeError(f"{cls.__name__}.{f.name}: neither an option() nor a nested config class")
+            raise TypeError(f"{where}: neither an option() nor a nested config class")
+    by_name = {o.name: o for o in opts}
+    for info in opts:
+        _check_spec(info, by_name)
     return tuple(opts), tuple(subs)
 
 
@@ -322,31 +414,53 @@ def title(cls: type) -> str:
 
 
 def format_default(opt: OptionInfo) -> str:
-    """The default as shown in help: numbers as written, ``on``/``off`` for flags, ``unset`` for None."""
-    value = opt.default
-    if value is _MISSING:
+    """The default as shown in help: numbers as written, ``on``/``off`` for flags, ``unset`` for None.
+
+    A ``default_text`` wins; an inheriting option shows ``inherits --other``; an empty string
+    shows as ``""`` and an empty sequence as ``none``.
+    """
+    if opt.spec.default_text is not None:
+        return opt.spec.default_text
+    if opt.spec.inherits is not None:
+        return f"inherits {flag(opt.owner, opt.spec.inherits)}"
+    if opt.required:
         return "required"
+    value = opt.default
     if value is None:
         return "unset"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):
         return _num(value)
+    if isinstance(value, tuple):
+        return " ".join(str(v) for v in value) if value else "none"
+    if value == "":
+        return '""'
     return str(value)
 
 
 _NOUNS: dict[type, str] = {int: "an integer", float: "a finite number", str: "a string", bool: "on or off"}
 
 
-def describe_accepted(opt: OptionInfo) -> str:
-    """What ``opt`` accepts, as the end of "must be ...": e.g. ``a finite number > 0 and <= 1``."""
+def _describe_item(opt: OptionInfo) -> str:
+    """What one value (one item, for a sequence) of ``opt`` must be."""
     spec = opt.spec
     if spec.choices is not None:
-        text = "one of " + ", ".join(spec.choices)
-    else:
-        req = spec.validate
-        noun = (req.noun if req is not None else None) or _NOUNS.get(opt.kind or object, "a valid value")
-        text = f"{noun} {req.text}" if req is not None and req.text else noun
+        return "one of " + ", ".join(spec.choices)
+    req = spec.validate
+    noun = req.noun if req is not None else None
+    if noun is None:
+        noun = "a JSON object" if spec.json_object else _NOUNS.get(opt.kind or object, "a valid value")
+    return f"{noun} {req.text}" if req is not None and req.text else noun
+
+
+def describe_accepted(opt: OptionInfo) -> str:
+    """What ``opt`` accepts, as the end of "must be ...": e.g. ``a finite number > 0 and <= 1``."""
+    text = _describe_item(opt)
+    if opt.spec.sequence == "words":
+        return f"zero or more values, each {text}"
+    if opt.spec.sequence == "repeat":
+        return f"{text} (the flag may be repeated)"
     if opt.optional:
         text += " (or unset)"
     return text
@@ -354,7 +468,8 @@ def describe_accepted(opt: OptionInfo) -> str:
 
 def _help_text(opt: OptionInfo) -> str:
     parts = [opt.spec.help.strip()]
-    if opt.spec.validate is not None and opt.kind is not bool:
+    spec = opt.spec
+    if (spec.validate is not None or spec.json_object or spec.sequence) and opt.kind is not bool:
         parts.append(f"Accepted: {describe_accepted(opt)}.")
     parts.append("Required." if opt.required else f"Default: {format_default(opt)}.")
     return " ".join(parts).replace("%", "%%")  # argparse %-formats help strings
@@ -410,7 +525,14 @@ def _add_one(container: argparse._ActionsContainer, opt: OptionInfo) -> None:
     metavar = spec.metavar
     if metavar is None:
         metavar = "{" + ",".join(spec.choices) + "}" if spec.choices else opt.name.upper()
-    action = container.add_argument(spec.flag, dest=opt.name, default=None, metavar=metavar, help=help_text)
+    extra: dict[str, Any] = {}
+    if spec.sequence == "words":
+        extra["nargs"] = "*"
+    elif spec.sequence == "repeat":
+        extra["action"] = "append"
+    action = container.add_argument(
+        spec.flag, dest=opt.name, default=None, metavar=metavar, help=help_text, **extra
+    )
     if spec.choices is not None:
         # argcomplete reads this attribute, which argparse does not declare.
         action.completer = _ChoicesCompleter(spec.choices)  # type: ignore[attr-defined]
@@ -436,8 +558,46 @@ def show_value(value: Any) -> str:
     return repr(value)
 
 
+def _shown(opt: OptionInfo, value: Any) -> str:
+    return "a value not shown (secret)" if opt.spec.secret and value is not None else show_value(value)
+
+
+def _hint(opt: OptionInfo, value: Any) -> str:
+    req = opt.spec.validate
+    if req is None or req.hint is None:
+        return ""
+    text = req.hint(value)
+    return f" ({text})" if text else ""
+
+
 def _problem(opt: OptionInfo, value: Any) -> str:
-    return f"{opt.flag}: got {show_value(value)}; must be {describe_accepted(opt)}"
+    return f"{opt.flag}: got {_shown(opt, value)}; must be {describe_accepted(opt)}{_hint(opt, value)}"
+
+
+def _item_problem(opt: OptionInfo, item: Any) -> str:
+    return f"{opt.flag}: got {_shown(opt, item)}; must be {_describe_item(opt)}{_hint(opt, item)}"
+
+
+def decode_json_object(text: str) -> dict[str, Any] | None:
+    """The object that ``text`` encodes in JSON, or None when it is not the text of a JSON object.
+
+    Strict JSON: NaN and Infinity are refused, and so are repeated keys.
+    """
+
+    def _no_constants(name: str) -> Any:
+        raise ValueError(name)
+
+    def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            raise ValueError("repeated key")
+        return out
+
+    try:
+        value = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_pairs)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _parse_text(opt: OptionInfo, raw: str) -> Any:
@@ -470,18 +630,40 @@ def _parse_text(opt: OptionInfo, raw: str) -> Any:
 
 
 def _coerce(opt: OptionInfo, value: Any) -> Any:
-    """Strings are parsed as on the command line; ints widen to float for float options."""
+    """Strings are parsed as on the command line; ints widen to float for float options.
+
+    A JSON-object option also takes the decoded mapping, encoded back to JSON text here.
+    """
     if isinstance(value, str) and (opt.kind is not str or opt.spec.parse is not None):
         return _parse_text(opt, value)
     if opt.kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if opt.spec.json_object and isinstance(value, Mapping):
+        try:
+            return json.dumps(dict(value), allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ValueError(value) from exc
     return value
 
 
 def _value_problem(opt: OptionInfo, value: Any) -> str | None:
     """Type, choices and range check of an already-converted value; None when it is accepted."""
+    if opt.spec.sequence is not None:
+        if not isinstance(value, tuple):
+            return _problem(opt, value)
+        for item in value:
+            if not _item_ok(opt, item):
+                return _item_problem(opt, item)
+        return None
     if value is None:
         return None if opt.optional else _problem(opt, value)
+    return None if _item_ok(opt, value) else _problem(opt, value)
+
+
+def _item_ok(opt: OptionInfo, value: Any) -> bool:
+    """Whether one non-None value (one item, for a sequence) has the option's type and range."""
+    if value is None:
+        return False
     kind = opt.kind
     if kind is bool:
         ok = isinstance(value, bool)
@@ -493,11 +675,13 @@ def _value_problem(opt: OptionInfo, value: Any) -> str | None:
         ok = isinstance(value, str)
     else:
         ok = True
+    if ok and opt.spec.json_object:
+        ok = decode_json_object(value) is not None
     if ok and opt.spec.choices is not None:
         ok = value in opt.spec.choices
     if ok and opt.spec.validate is not None:
-        ok = opt.spec.validate(value)
-    return None if ok else _problem(opt, value)
+        ok = bool(opt.spec.validate(value))
+    return ok
 
 
 def _build(cls: type[T], values: Mapping[str, Any], problems: list[str], *, nested: bool) -> T | None:
@@ -515,6 +699,13 @@ def _build(cls: type[T], values: Mapping[str, Any], problems: list[str], *, nest
                 problems.append(f"{opt.flag}: required, not given; must be {describe_accepted(opt)}")
                 failed = True
             continue  # dataclass default
+        if opt.spec.sequence is not None:
+            items = _build_sequence(opt, raw, problems)
+            if items is None:
+                failed = True
+            else:
+                kwargs[opt.name] = items
+            continue
         try:
             value = _coerce(opt, raw)
         except ValueError:
@@ -546,6 +737,26 @@ def _build(cls: type[T], values: Mapping[str, Any], problems: list[str], *, nest
     if failed:
         return None
     return cls(**kwargs)
+
+
+def _build_sequence(opt: OptionInfo, raw: Any, problems: list[str]) -> tuple[Any, ...] | None:
+    """The items of a sequence option, each converted and checked; None (problems recorded) if any fails."""
+    if not isinstance(raw, (list, tuple)):
+        problems.append(_problem(opt, raw))
+        return None
+    items: list[Any] = []
+    ok = True
+    for item in raw:
+        try:
+            value = _coerce(opt, item)
+        except ValueError:
+            value = None
+        if not _item_ok(opt, value):
+            problems.append(_item_problem(opt, item))
+            ok = False
+            continue
+        items.append(value)
+    return tuple(items) if ok else None
 
 
 def _finish(inst: T | None, problems: list[str]) -> T:
@@ -619,10 +830,30 @@ def validate(inst: Any) -> None:
         raise ConfigError("\n".join(problems))
 
 
-def to_dict(inst: Any) -> dict[str, Any]:
-    """``{option name: value}``, with each nested class as a nested dict under its field name."""
+def effective_value(inst: Any, opt: OptionInfo) -> Any:
+    """The value ``opt`` has in ``inst``, an unset inheriting option resolved to its source's value."""
+    value = getattr(inst, opt.name)
+    if value is None and opt.spec.inherits is not None:
+        return getattr(inst, opt.spec.inherits)
+    return value
+
+
+def to_dict(inst: Any, *, effective: bool = False) -> dict[str, Any]:
+    """``{option name: value}``, with each nested class as a nested dict under its field name.
+
+    ``effective=True`` gives the view to show people (``GET /config``, ``lmcache config check``):
+    inherited options resolved (:func:`effective_value`) and secrets that are set replaced by
+    ``"***"``. Without it the values are exactly the instance's, and round-trip through
+    :func:`from_dict`.
+    """
     cls = type(inst)
-    out: dict[str, Any] = {opt.name: getattr(inst, opt.name) for opt in options(cls)}
+    out: dict[str, Any] = {}
+    for opt in options(cls):
+        if not effective:
+            out[opt.name] = getattr(inst, opt.name)
+            continue
+        value = effective_value(inst, opt)
+        out[opt.name] = _REDACTED if opt.spec.secret and value is not None else value
     for name, _ in sub_configs(cls):
-        out[name] = to_dict(getattr(inst, name))
+        out[name] = to_dict(getattr(inst, name), effective=effective)
     return out
