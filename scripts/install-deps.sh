@@ -2,7 +2,7 @@
 # Installs the system packages the build and the tests need, on a fresh
 # Debian machine (run as root, or with sudo available). Idempotent.
 set -euo pipefail
-pkgs=(cmake ninja-build g++ libgtest-dev libgmock-dev clang)
+pkgs=(cmake ninja-build g++ libgtest-dev libgmock-dev clang nlohmann-json3-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -36,7 +36,7 @@ step "installed CMake package + embedding example built against it"
 bash tests/cpp/embed/test_install.sh
 
 step "clang -Wthread-safety"
-for f in cpp/src/*/*.cc; do
+for f in cpp/src/*/*.cc cpp/src/*/*/*.cc; do
   clang++ -std=c++20 -fsyntax-only -Wthread-safety -Werror=thread-safety -Icpp/include -Icpp/src "$f"
 done
 echo "thread-safety analysis clean"

@@ -40,5 +40,7 @@ void BindMemory(py::module_& m);
 void BindL1(py::module_& m);
 void BindEviction(py::module_& m);
 void BindNotify(py::module_& m);
+void BindTransfer(py::module_& m);
+void BindHashing(py::module_& m);
 
 }  // namespace lmcache::bindings

@@ -93,7 +93,7 @@ every method releases the GIL while it works.)doc")
       .def(py::init([](uint64_t capacity_bytes, uint64_t align_bytes, bool lazy, uint64_t initial_bytes,
                        const std::string& devdax_path, bool huge_pages, double write_ttl_seconds,
                        double read_ttl_seconds, const std::string& eviction_policy, uint32_t num_shards,
-                       uint64_t prefault_window_bytes) {
+                       uint64_t prefault_window_bytes, const std::string& shm_name) {
              L1Options o;
              o.arena.capacity_bytes = capacity_bytes;
              o.arena.align_bytes = align_bytes;
@@ -106,6 +106,7 @@ every method releases the GIL while it works.)doc")
              o.eviction_policy = eviction_policy;
              o.num_shards = num_shards;
              o.prefault_window_bytes = prefault_window_bytes;
+             o.arena.shm_name = shm_name;
              Result<std::unique_ptr<L1Store>> r = [&] {
                py::gil_scoped_release nogil;
                return L1Store::Create(o);
@@ -117,7 +118,7 @@ every method releases the GIL while it works.)doc")
            py::arg("initial_bytes") = 0, py::arg("devdax_path") = "", py::arg("huge_pages") = true,
            py::arg("write_ttl_seconds") = 600.0, py::arg("read_ttl_seconds") = 300.0,
            py::arg("eviction_policy") = "LRU", py::arg("num_shards") = 64,
-           py::arg("prefault_window_bytes") = uint64_t{64} << 20)
+           py::arg("prefault_window_bytes") = uint64_t{64} << 20, py::arg("shm_name") = "")
       .def(
           "reserve_write",
           [](const StorePtr& s, const KeyList& keys, py::object sizes, uint64_t tag) {
@@ -310,6 +311,42 @@ every method releases the GIL while it works.)doc")
              py::gil_scoped_release nogil;
              return s->SweepExpired();
            })
+      .def_property_readonly(
+          "shm_name", [](const StorePtr& s) { return s->arena().shm_name(); },
+          "Name of the POSIX SHM segment holding L1 (no leading '/'); '' when L1 is not in SHM.")
+      .def(
+          "unlink_shm", [](const StorePtr& s) { return s->UnlinkShm(); },
+          "Remove the SHM segment's name now (mappings stay valid); True when this call removed it.")
+      .def(
+          "offsets",
+          [](const StorePtr& s, const py::sequence& buffers) {
+            std::vector<std::pair<const void*, uint64_t>> ranges;
+            std::vector<bool> present;
+            for (py::handle h : buffers) {
+              if (h.is_none()) {
+                present.push_back(false);
+                ranges.emplace_back(nullptr, 0);
+                continue;
+              }
+              py::buffer_info info = py::reinterpret_borrow<py::buffer>(h).request();
+              present.push_back(true);
+              ranges.emplace_back(info.ptr, static_cast<uint64_t>(info.size * info.itemsize));
+            }
+            py::list out;
+            for (size_t i = 0; i < ranges.size(); ++i) {
+              if (!present[i]) {
+                out.append(py::none());
+                continue;
+              }
+              Result<uint64_t> off = s->arena().OffsetOf(ranges[i].first, ranges[i].second);
+              if (!off.ok()) ThrowInvalid("buffer " + std::to_string(i) + " is not an object of this L1 store");
+              out.append(off.value());
+            }
+            return out;
+          },
+          py::arg("buffers"),
+          "Byte offset from the arena base (the SHM segment for engine_driven) of each object buffer "
+          "returned by reserve_write / reserve_read*; None stays None.")
       .def("stats", [](const StorePtr& s) { return StatsDict(s->Stats()); })
       .def("usage_by_salt",
            [](const StorePtr& s) {

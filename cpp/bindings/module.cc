@@ -20,4 +20,8 @@ PYBIND11_MODULE(_native, m) {
   b::BindEviction(eviction);
   auto notify = m.def_submodule("notify", "periodic eventfd notifier");
   b::BindNotify(notify);
+  auto transfer = m.def_submodule("transfer", "paged KV <-> L1 object copies, SHM registrations, checksums");
+  b::BindTransfer(transfer);
+  auto hashing = m.def_submodule("hashing", "prefix-chain chunk hashing (blake3, sha256_cbor)");
+  b::BindHashing(hashing);
 }

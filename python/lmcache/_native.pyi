@@ -1,6 +1,6 @@
 # Type stub of the pybind11 module lmcache._native (cpp/bindings/). Submodules
 # are declared as namespaces: use `from lmcache._native import l1` and so on.
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 from typing_extensions import Buffer, Self
@@ -50,7 +50,8 @@ class l1:
             read_ttl_seconds: float = 300.0,
             eviction_policy: str = "LRU",
             num_shards: int = 64,
-            prefault_window_bytes: int = 268435456,
+            prefault_window_bytes: int = 67108864,
+            shm_name: str = "",
         ) -> None: ...
         def reserve_write(
             self, keys: keys.KeyList, sizes: int | Sequence[int], tag: int
@@ -72,6 +73,10 @@ class l1:
         def clear(self, force: bool = False) -> int: ...
         def evict_bytes(self, target_bytes: int) -> int: ...
         def sweep_expired(self) -> int: ...
+        @property
+        def shm_name(self) -> str: ...
+        def unlink_shm(self) -> bool: ...
+        def offsets(self, buffers: Sequence[Buffer | None]) -> list[int | None]: ...
         def stats(self) -> dict[str, Any]: ...
         def usage_by_salt(self) -> dict[str, int]: ...
         @property
@@ -112,3 +117,101 @@ class notify:
         def stats(self) -> dict[str, Any]: ...
         def __enter__(self) -> Self: ...
         def __exit__(self, *args: object) -> None: ...
+
+class hashing:
+    ALGORITHMS: ClassVar[tuple[str, str]]
+    HASH_LEN: ClassVar[int]
+
+    @staticmethod
+    def chunk_hashes(
+        tokens: Iterable[int] | Buffer,
+        chunk_size: int,
+        algorithm: str = "blake3",
+        prefix: bytes | None = None,
+        start_chunk: int = 0,
+    ) -> list[bytes]: ...
+    @staticmethod
+    def none_hash(algorithm: str, seed: str | None = None) -> bytes: ...
+
+class transfer:
+    class CopyPool:
+        def __init__(self, threads: int = 1) -> None: ...
+        @property
+        def threads(self) -> int: ...
+
+    class KvCacheRegistration:
+        @staticmethod
+        def open(
+            tensors: Sequence[dict[str, Any] | tuple[Any, ...]],
+            chunk_tokens: int,
+            kv_layout: str = "NHD",
+            kernel_groups: Sequence[Sequence[int]] | None = None,
+            object_groups: Sequence[Sequence[int]] | None = None,
+        ) -> transfer.KvCacheRegistration: ...
+        @property
+        def chunk_tokens(self) -> int: ...
+        @property
+        def num_layers(self) -> int: ...
+        @property
+        def num_kernel_groups(self) -> int: ...
+        @property
+        def num_object_groups(self) -> int: ...
+        @property
+        def closed(self) -> bool: ...
+        @property
+        def mapped_bytes(self) -> int: ...
+        @property
+        def shm_names(self) -> list[str]: ...
+        def object_bytes(self, object_group: int = 0) -> int: ...
+        def describe(self) -> dict[str, Any]: ...
+        def gather(
+            self,
+            block_ids: Sequence[Sequence[int]] | Sequence[int],
+            out: Sequence[Buffer | None],
+            object_group: int = 0,
+            pool: transfer.CopyPool | None = None,
+        ) -> None: ...
+        def scatter(
+            self,
+            block_ids: Sequence[Sequence[int]] | Sequence[int],
+            src: Sequence[Buffer | None],
+            object_group: int = 0,
+            skip_first_n_tokens: int = 0,
+            pool: transfer.CopyPool | None = None,
+        ) -> None: ...
+        def checksums(
+            self, block_ids: Sequence[int], blocks_per_chunk: int, layerwise: bool = False
+        ) -> list[str] | list[list[str]]: ...
+        def close(self) -> None: ...
+        def __enter__(self) -> Self: ...
+        def __exit__(self, *args: object) -> None: ...
+
+    @staticmethod
+    def store_chunks(
+        store: l1.L1Store,
+        registration: transfer.KvCacheRegistration,
+        keys: keys.KeyList,
+        block_ids: Sequence[Sequence[int]] | Sequence[int],
+        object_group: int = 0,
+        tag: int = 0,
+        pool: transfer.CopyPool | None = None,
+    ) -> tuple[int, int]: ...
+    @staticmethod
+    def retrieve_chunks(
+        store: l1.L1Store,
+        registration: transfer.KvCacheRegistration,
+        keys: keys.KeyList,
+        block_ids: Sequence[Sequence[int]] | Sequence[int],
+        object_group: int = 0,
+        skip_first_n_tokens: int = 0,
+        consume_lookup_locks: bool = False,
+        pool: transfer.CopyPool | None = None,
+    ) -> int: ...
+    @staticmethod
+    def detect_kv_format(shape: Sequence[int], stride: Sequence[int], kv_layout: str = "NHD") -> str: ...
+    @staticmethod
+    def unlink_if_owner_dead(name: str, prefix: str = "lmcache_kv_") -> str: ...
+    @staticmethod
+    def unlink_stale_segments(prefix: str = "lmcache_kv_", shm_dir: str = "/dev/shm") -> list[str]: ...
+    @staticmethod
+    def live_mappings() -> tuple[int, int]: ...

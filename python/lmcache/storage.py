@@ -2,12 +2,18 @@
 built from one :class:`~lmcache.config.StorageConfig` and owned together.
 
 The server (and anything else that embeds the core from Python) creates one ``StorageEngine``,
-calls :meth:`StorageEngine.start`, and :meth:`StorageEngine.stop` at shutdown (or uses it as a
+calls :meth:`StorageEngine.start`, and :meth:`StorageEngine.close` at shutdown (or uses it as a
 context manager). Everything here is glue: the work happens in C++ with the GIL released.
+
+With ``shm_name`` the L1 arena is a new POSIX shared-memory segment of that name (the
+engine_driven pool: workers map it and copy KV straight into L1 objects). :meth:`close` removes
+the name at once (so a shutdown leaves nothing in ``/dev/shm`` even while buffers are still
+referenced); a finalizer does the same if ``close`` is never called.
 """
 
 from __future__ import annotations
 
+import weakref
 from types import TracebackType
 from typing import Any
 
@@ -20,7 +26,9 @@ __all__ = ["StorageEngine"]
 class StorageEngine:
     """Owns the L1 store, the eviction controller and the notifier of one process."""
 
-    def __init__(self, config: StorageConfig) -> None:
+    def __init__(self, config: StorageConfig, *, shm_name: str | None = None) -> None:
+        """``shm_name``: put L1 in a new POSIX SHM segment of that name (AlreadyExistsError if
+        one exists); None keeps L1 in private memory (or the DAX device)."""
         from lmcache._native import eviction, l1, notify  # native import deferred: CLI stays light
 
         self.config = config
@@ -38,7 +46,10 @@ class StorageEngine:
             write_ttl_seconds=c.l1_write_ttl_seconds,
             read_ttl_seconds=c.l1_read_ttl_seconds,
             eviction_policy=config.eviction.eviction_policy,
+            shm_name=shm_name or "",
         )
+        # Unlink the SHM name when the engine is collected or at exit, if close() never ran.
+        self._unlink_shm = weakref.finalize(self, self.l1.unlink_shm) if shm_name else None
         self.eviction = eviction.EvictionController(
             self.l1,
             trigger_watermark=config.eviction.eviction_trigger_watermark,
@@ -61,6 +72,18 @@ class StorageEngine:
         self.eviction.stop()
         self._started = False
 
+    def close(self) -> None:
+        """Stop, and remove the L1 SHM segment's name (mappings stay valid until the store goes)."""
+        self.stop()
+        if self._unlink_shm is not None:
+            self._unlink_shm()
+
+    @property
+    def shm_pool(self) -> tuple[str, int] | None:
+        """``(segment name, size in bytes)`` of an L1 that lives in shared memory, else None."""
+        name = self.l1.shm_name
+        return (name, int(self.l1.stats()["capacity_bytes"])) if name else None
+
     @property
     def healthy(self) -> bool:
         """True while every background thread runs and ticks on time."""
@@ -82,4 +105,4 @@ class StorageEngine:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.stop()
+        self.close()

@@ -7,6 +7,17 @@
 //   * a file or /dev/dax device (`devdax_path`): mmap(MAP_SHARED) of the first
 //     `capacity_bytes` of it. A regular file shorter than that is extended with
 //     ftruncate; a device shorter than that is an InvalidArgument.
+//   * a new named POSIX shared-memory segment (`shm_name`, the engine_driven
+//     pool: workers map the same segment and copy KV straight into L1 objects):
+//     shm_open(O_CREAT|O_EXCL|O_RDWR, 0600), ftruncate to capacity(),
+//     mmap(MAP_SHARED). An existing segment of that name is never reused or
+//     replaced: Create fails with AlreadyExists. Lazy is allowed (tmpfs pages
+//     materialize on first touch; the prefault thread faults them ahead of
+//     use); an eager SHM arena fallocates the whole segment first, so a full
+//     /dev/shm is a clean NoSpace at Create, never a SIGBUS later. The name is
+//     unlinked by UnlinkShm() or the destructor (whichever comes first), and the
+//     mapping is unmapped by the destructor. Other processes' mappings stay
+//     valid after the unlink; only new shm_open calls fail.
 //
 // Commit model. `usable_bytes()` is the prefix [0, usable) the allocator may
 // hand out. Eager arenas (lazy=false) are usable and pre-faulted in full at
@@ -45,6 +56,9 @@ struct ArenaOptions {
   bool lazy = true;
   uint64_t initial_bytes = 0;         // lazy only; 0 means capacity_bytes
   std::string devdax_path;            // non-empty: file/device backed (forces eager)
+  // Non-empty: a new POSIX SHM segment of this name ("x" or "/x"; 1..255
+  // characters after the optional '/', no other '/'). Exclusive with devdax_path.
+  std::string shm_name;
   bool huge_pages = true;             // MADV_HUGEPAGE on anonymous memory
 };
 
@@ -72,6 +86,19 @@ class Arena {
   uint64_t align() const { return align_; }
   bool lazy() const { return lazy_; }
   bool file_backed() const { return fd_ >= 0; }
+  // SHM-backed arenas: the segment name without the leading '/' (what other
+  // processes pass to shm_open / Python's SharedMemory); "" otherwise. Stays
+  // set after UnlinkShm().
+  const std::string& shm_name() const { return shm_name_; }
+  bool shm_backed() const { return !shm_name_.empty(); }
+  // Remove the SHM name now (idempotent, thread-safe). Returns true when this
+  // call unlinked it; false for non-SHM arenas, a second call, or a name that
+  // someone else already removed.
+  bool UnlinkShm();
+  // Byte offset from base() of [p, p + len): InvalidArgument unless the whole
+  // range lies inside [base(), base() + capacity()). For SHM arenas this is
+  // the offset inside the segment (the slot descriptors of engine_driven).
+  Result<uint64_t> OffsetOf(const void* p, uint64_t len) const;
   // Bytes the allocator may use: monotonic, <= capacity().
   uint64_t usable_bytes() const { return usable_.load(std::memory_order_acquire); }
   // Bytes known to be faulted in, counted from offset 0 (monotonic).
@@ -95,6 +122,8 @@ class Arena {
   uint64_t grow_step_ = 0;
   bool lazy_ = false;
   int fd_ = -1;
+  std::string shm_name_;                 // bare name; "" when not SHM-backed
+  std::atomic<bool> shm_linked_{false};  // the name still exists (ours to unlink)
   MemoryRegistrar* registrar_ = nullptr;
   std::atomic<uint64_t> usable_{0};
   std::atomic<uint64_t> prefaulted_{0};

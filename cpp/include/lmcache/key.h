@@ -71,6 +71,12 @@ struct ObjectKey {
 bool MakeKey(std::string_view chunk_hash, std::string_view model_name, int32_t kv_rank,
              int32_t object_group_id, std::string_view cache_salt, ObjectKey* out);
 
+// Inverse of ObjectKey::ToString (an LMCache fs file stem, without ".data"):
+// 4 or 5 '@'-separated fields, "-SEP-" back to '/', kv_rank in hex with or
+// without "0x", group id in hex, chunk hash as an even number of hex digits
+// (either case, at most 64). Returns false for anything else.
+bool ParseObjectKey(std::string_view s, ObjectKey* out);
+
 // kv_rank packing of LMCache: (world_size << 24) | (global_rank << 16) |
 // (local_world_size << 8) | local_rank.
 constexpr int32_t PackKvRank(int world_size, int global_rank, int local_world_size, int local_rank) {

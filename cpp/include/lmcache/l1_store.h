@@ -173,7 +173,14 @@ class L1Store {
   size_t SweepExpired();
 
   EvictionPolicy* policy() const;
+  // The arena; for an SHM-backed one (L1Options.arena.shm_name), arena().shm_name()
+  // and arena().OffsetOf(view.data, view.size) give what engine_driven workers
+  // need to reach an object in their own mapping of the segment.
   const Arena& arena() const;
+  // SHM-backed L1: remove the segment's name now (server shutdown), so no new
+  // process can attach; mappings stay valid until the store is destroyed.
+  // Idempotent; false when there was nothing to unlink.
+  bool UnlinkShm();
   L1Stats Stats() const;
   SaltUsage UsageBySalt() const;
   Clock* clock() const;

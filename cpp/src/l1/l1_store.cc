@@ -668,6 +668,7 @@ size_t L1Store::SweepExpired() {
 
 EvictionPolicy* L1Store::policy() const { return impl_->policy.get(); }
 const Arena& L1Store::arena() const { return *impl_->arena; }
+bool L1Store::UnlinkShm() { return impl_->arena->UnlinkShm(); }
 Clock* L1Store::clock() const { return impl_->clock; }
 
 L1Stats L1Store::Stats() const {

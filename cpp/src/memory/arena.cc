@@ -9,6 +9,11 @@
 //     `len + alignment - page` bytes and trim both ends.
 //   * File/device backing maps the file MAP_SHARED|MAP_FIXED over an
 //     anonymous PROT_NONE reservation (same alignment trick).
+//   * SHM backing does the same with a segment it creates (O_EXCL, 0600) and
+//     sizes to the mapped length. Eager SHM arenas fallocate the segment
+//     before prefaulting (tmpfs answers ENOSPC instead of a later SIGBUS).
+//     The fd is closed after mmap; the name is unlinked by UnlinkShm() or the
+//     destructor, also when Create fails after creating it.
 //
 // Growth (lazy arenas). Let u0 be the initial usable size (min(initial_bytes
 // or capacity, capacity) rounded up to align) and step = max(u0, 64 MiB)
@@ -47,6 +52,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 namespace lmcache {
@@ -196,6 +202,57 @@ Result<int> OpenBacking(const std::string& path, uint64_t capacity) {
                                  " is neither a regular file nor a device");
 }
 
+// The bare SHM name ("x" for "x" or "/x"), or an InvalidArgument.
+Result<std::string> BareShmName(const std::string& name) {
+  std::string bare = name[0] == '/' ? name.substr(1) : name;
+  if (bare.empty() || bare.size() > 255 || bare.find('/') != std::string::npos || bare == "." ||
+      bare == ".." || bare.find('\0') != std::string::npos) {
+    return Status::InvalidArgument("shm_name '" + name +
+                                   "' is not a POSIX shared-memory name (1 to 255 characters after an "
+                                   "optional '/', no other '/')");
+  }
+  return bare;
+}
+
+// Creates the segment /<bare> (never an existing one) and sizes it. Returns
+// the fd; on failure nothing is left behind.
+Result<int> CreateShm(const std::string& bare, uint64_t len, bool allocate) {
+  const std::string full = "/" + bare;
+  const int fd = shm_open(full.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == EEXIST) {
+      return Status::AlreadyExists("shm_name: a shared-memory segment named " + full +
+                                   " already exists (another server's pool, or a stale one: remove "
+                                   "/dev/shm/" + bare + " if no process uses it, or pick another name)");
+    }
+    return Status::FromErrno("shm_name: cannot create " + full, err);
+  }
+  auto fail = [&](Status st) -> Result<int> {
+    close(fd);
+    shm_unlink(full.c_str());
+    return st;
+  };
+  if (ftruncate(fd, static_cast<off_t>(len)) != 0) {
+    return fail(Status::FromErrno("shm_name: cannot size " + full, errno));
+  }
+  if (allocate) {
+    int r;
+    do {
+      r = fallocate(fd, 0, 0, static_cast<off_t>(len));
+    } while (r != 0 && errno == EINTR);
+    if (r != 0 && errno != EOPNOTSUPP) {
+      const int err = errno;
+      if (err == ENOSPC || err == ENOMEM) {
+        return fail(Status::NoSpace("shm_name: /dev/shm cannot hold the " + std::to_string(len) +
+                                    "-byte L1 pool " + full + " (" + std::strerror(err) + ")"));
+      }
+      return fail(Status::FromErrno("shm_name: cannot allocate " + full, err));
+    }
+  }
+  return fd;
+}
+
 }  // namespace
 
 namespace internal {
@@ -228,6 +285,17 @@ Result<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options,
   }
   const uint64_t capacity = RoundUpPow2(options.capacity_bytes, align);
   const bool file_backed = !options.devdax_path.empty();
+  const bool shm_backed = !options.shm_name.empty();
+  if (file_backed && shm_backed) {
+    return Status::InvalidArgument("devdax_path and shm_name cannot both be set: L1 lives in one medium");
+  }
+  std::string shm_bare;
+  if (shm_backed) {
+    Result<std::string> bare = BareShmName(options.shm_name);
+    if (!bare.ok()) return bare.status();
+    shm_bare = std::move(bare).value();
+  }
+  const uint64_t map_len = MappedLength(capacity);
 
   std::unique_ptr<Arena> arena(new Arena());
   arena->capacity_ = capacity;
@@ -235,16 +303,30 @@ Result<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options,
   arena->lazy_ = options.lazy && !file_backed;
   arena->registrar_ = registrar;
 
+  int shared_fd = -1;  // the fd mapped MAP_SHARED (file, device or SHM segment)
   if (file_backed) {
     Result<int> fd = OpenBacking(options.devdax_path, capacity);
     if (!fd.ok()) return fd.status();
     arena->fd_ = fd.value();
+    shared_fd = arena->fd_;
+  } else if (shm_backed) {
+    Result<int> fd = CreateShm(shm_bare, map_len, /*allocate=*/!arena->lazy_);
+    if (!fd.ok()) return fd.status();
+    shared_fd = fd.value();
+    arena->shm_name_ = shm_bare;  // from here on ~Arena unlinks the name
+    arena->shm_linked_.store(true, std::memory_order_release);
   }
+  // The SHM fd is only needed until it is mapped.
+  struct ShmFdCloser {
+    int fd;
+    ~ShmFdCloser() {
+      if (fd >= 0) close(fd);
+    }
+  } shm_fd_closer{shm_backed ? shared_fd : -1};
 
   // Reserve an over-sized range, then keep an aligned window of it.
-  const uint64_t map_len = MappedLength(capacity);
   const uint64_t reserve_len = map_len + base_align - page;
-  const int reserve_prot = file_backed ? PROT_NONE : (PROT_READ | PROT_WRITE);
+  const int reserve_prot = shared_fd >= 0 ? PROT_NONE : (PROT_READ | PROT_WRITE);
   void* reserved = mmap(nullptr, reserve_len, reserve_prot,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (reserved == MAP_FAILED) return MapError("mmap of the arena", errno);
@@ -255,15 +337,19 @@ Result<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options,
   if (raw + reserve_len > tail) munmap(reinterpret_cast<void*>(tail), raw + reserve_len - tail);
   uint8_t* base = reinterpret_cast<uint8_t*>(aligned);
 
-  if (file_backed) {
-    void* m = mmap(base, map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, arena->fd_, 0);
+  if (shared_fd >= 0) {
+    void* m = mmap(base, map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, shared_fd, 0);
     if (m == MAP_FAILED) {
       const int err = errno;
       munmap(base, map_len);
-      return MapError("mmap of devdax_path " + options.devdax_path, err);
+      return MapError(file_backed ? "mmap of devdax_path " + options.devdax_path
+                                  : "mmap of shm_name /" + shm_bare,
+                      err);
     }
-  } else if (options.huge_pages) {
-    // Best effort: EINVAL when the kernel lacks THP.
+  }
+  if (!file_backed && options.huge_pages) {
+    // Best effort: EINVAL when the kernel lacks THP (for SHM, tmpfs huge pages
+    // also depend on /sys/kernel/mm/transparent_hugepage/shmem_enabled).
     (void)madvise(base, map_len, MADV_HUGEPAGE);
   }
   arena->base_ = base;  // from here on ~Arena unmaps
@@ -287,6 +373,7 @@ Result<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options,
 }
 
 Arena::~Arena() {
+  UnlinkShm();
   if (base_ == nullptr) {
     if (fd_ >= 0) close(fd_);
     return;
@@ -311,6 +398,20 @@ Arena::~Arena() {
   }
   munmap(base_, MappedLength(capacity_));
   if (fd_ >= 0) close(fd_);
+}
+
+bool Arena::UnlinkShm() {
+  if (!shm_linked_.exchange(false, std::memory_order_acq_rel)) return false;
+  return shm_unlink(("/" + shm_name_).c_str()) == 0;
+}
+
+Result<uint64_t> Arena::OffsetOf(const void* p, uint64_t len) const {
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t base = reinterpret_cast<uintptr_t>(base_);
+  if (base_ == nullptr || addr < base || addr - base > capacity_ || len > capacity_ - (addr - base)) {
+    return Status::InvalidArgument("the range is not inside the arena");
+  }
+  return static_cast<uint64_t>(addr - base);
 }
 
 Result<uint64_t> Arena::Grow(uint64_t min_extra) {

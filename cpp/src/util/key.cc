@@ -82,3 +82,68 @@ std::string ObjectKey::ToString() const {
 }
 
 }  // namespace lmcache
+
+namespace lmcache {
+namespace {
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// 1 to 8 hex digits, optionally after "0x".
+bool ParseHex32(std::string_view s, bool allow_prefix, uint32_t* out) {
+  if (allow_prefix && s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) s.remove_prefix(2);
+  if (s.empty() || s.size() > 8) return false;
+  uint32_t v = 0;
+  for (char c : s) {
+    const int d = HexDigit(c);
+    if (d < 0) return false;
+    v = (v << 4) | static_cast<uint32_t>(d);
+  }
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+bool ParseObjectKey(std::string_view s, ObjectKey* out) {
+  std::string_view parts[5];
+  size_t n = 0;
+  for (;;) {
+    const size_t at = s.find('@');
+    if (n == 5) return false;
+    parts[n++] = s.substr(0, at);
+    if (at == std::string_view::npos) break;
+    s.remove_prefix(at + 1);
+  }
+  if (n != 4 && n != 5) return false;
+  uint32_t rank = 0, group = 0;
+  if (!ParseHex32(parts[1], true, &rank) || !ParseHex32(parts[2], false, &group)) return false;
+  const std::string_view hex = parts[3];
+  if (hex.size() % 2 != 0 || hex.size() > 2 * kMaxChunkHashBytes) return false;
+  std::string digest(hex.size() / 2, '\0');
+  for (size_t i = 0; i < digest.size(); ++i) {
+    const int hi = HexDigit(hex[2 * i]), lo = HexDigit(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    digest[i] = static_cast<char>((hi << 4) | lo);
+  }
+  std::string model;
+  std::string_view m = parts[0];
+  static constexpr std::string_view kSep = "-SEP-";
+  for (size_t i = 0; i < m.size();) {
+    if (m.substr(i, kSep.size()) == kSep) {
+      model += '/';
+      i += kSep.size();
+    } else {
+      model += m[i++];
+    }
+  }
+  const std::string_view salt = n == 5 ? parts[4] : std::string_view();
+  if (n == 5 && salt.empty()) return false;  // ToString never writes an empty salt field
+  return MakeKey(digest, model, static_cast<int32_t>(rank), static_cast<int32_t>(group), salt, out);
+}
+
+}  // namespace lmcache

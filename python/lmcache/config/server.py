@@ -346,8 +346,8 @@ class HttpConfig:
     )
     http_auth_token: str | None = option(
         "--http-auth-token",
-        "Bearer token required by the HTTP admin routes (those that change or clear state). Unset: "
-        "no authentication. Note that command lines are visible to other local users.",
+        "Bearer token required by every HTTP route except / and /healthcheck. Unset: no "
+        "authentication. Note that command lines are visible to other local users.",
         None,
         validate=_TOKEN,
         secret=True,

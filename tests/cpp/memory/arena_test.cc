@@ -451,5 +451,170 @@ TEST(ArenaTest, ConcurrentGrowAndPrefault) {
   EXPECT_EQ(reg.bogus_unregisters(), 0);
 }
 
+
+// ---- SHM-backed arenas (the engine_driven pool) ----
+
+// A name unique to this process and call; removed on destruction if still there.
+class ShmName {
+ public:
+  ShmName() {
+    static std::atomic<int> n{0};
+    bare_ = "lmcache_arena_test_" + std::to_string(getpid()) + "_" + std::to_string(n++);
+  }
+  ~ShmName() { shm_unlink(("/" + bare_).c_str()); }
+  const std::string& bare() const { return bare_; }
+  std::string slashed() const { return "/" + bare_; }
+  bool exists() const {
+    struct stat st;
+    return stat(("/dev/shm/" + bare_).c_str(), &st) == 0;
+  }
+  // (size, allocated bytes) of the segment, or (UINT64_MAX, UINT64_MAX).
+  std::pair<uint64_t, uint64_t> usage() const {
+    struct stat st;
+    if (stat(("/dev/shm/" + bare_).c_str(), &st) != 0) return {UINT64_MAX, UINT64_MAX};
+    return {static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_blocks) * 512};
+  }
+
+ private:
+  std::string bare_;
+};
+
+TEST(ArenaTest, ShmLazyIsSharedAndUnlinked) {
+  ShmName name;
+  {
+    ArenaOptions o;
+    o.capacity_bytes = 8 * kMiB;
+    o.initial_bytes = 2 * kMiB;
+    o.shm_name = name.slashed();  // a leading '/' is accepted and dropped
+    auto r = Arena::Create(o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    Arena& a = *r.value();
+    EXPECT_TRUE(a.shm_backed());
+    EXPECT_FALSE(a.file_backed());
+    EXPECT_TRUE(a.lazy());
+    EXPECT_EQ(a.shm_name(), name.bare());
+    EXPECT_EQ(a.usable_bytes(), 2 * kMiB);
+    EXPECT_EQ(a.prefaulted_bytes(), 0u);
+    ASSERT_TRUE(name.exists());
+    EXPECT_EQ(name.usage().first, 8 * kMiB);   // sized to the capacity
+    EXPECT_EQ(name.usage().second, 0u);        // nothing materialized yet
+
+    // A second process-like mapping (what a worker does) sees our writes and we see its.
+    const int fd = shm_open(name.slashed().c_str(), O_RDWR, 0);
+    ASSERT_GE(fd, 0);
+    void* m = mmap(nullptr, 8 * kMiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    ASSERT_NE(m, MAP_FAILED);
+    uint8_t* peer = static_cast<uint8_t*>(m);
+    a.base()[12345] = 0x42;
+    peer[6 * kMiB + 7] = 0x17;
+    EXPECT_EQ(peer[12345], 0x42);
+    EXPECT_EQ(a.base()[6 * kMiB + 7], 0x17);
+
+    EXPECT_EQ(a.PrefaultUpTo(2 * kMiB), 2 * kMiB);
+    EXPECT_GE(name.usage().second, 2 * kMiB);
+    EXPECT_LT(name.usage().second, 8 * kMiB);  // the rest stays lazy
+
+    // Offsets of object ranges relative to the base (= offsets in the segment).
+    auto off = a.OffsetOf(a.base() + 4096, 100);
+    ASSERT_TRUE(off.ok());
+    EXPECT_EQ(off.value(), 4096u);
+    EXPECT_EQ(a.OffsetOf(a.base(), a.capacity()).value(), 0u);
+    EXPECT_EQ(a.OffsetOf(a.base() + a.capacity() - 10, 11).status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(a.OffsetOf(a.base() - 1, 1).status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(a.OffsetOf(peer, 1).status().code(), StatusCode::kInvalidArgument);
+
+    // Unlink early (server shutdown): both mappings stay valid, new opens fail.
+    EXPECT_TRUE(a.UnlinkShm());
+    EXPECT_FALSE(a.UnlinkShm());
+    EXPECT_FALSE(name.exists());
+    EXPECT_EQ(a.shm_name(), name.bare());
+    a.base()[100] = 0x99;
+    EXPECT_EQ(peer[100], 0x99);
+    munmap(m, 8 * kMiB);
+  }
+  EXPECT_FALSE(name.exists());
+
+  // The destructor unlinks when nobody did before.
+  {
+    ArenaOptions o;
+    o.capacity_bytes = kMiB;
+    o.shm_name = name.bare();
+    auto r = Arena::Create(o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_TRUE(name.exists());
+  }
+  EXPECT_FALSE(name.exists());
+}
+
+TEST(ArenaTest, ShmEagerIsAllocatedAndFaulted) {
+  ShmName name;
+  {
+    ArenaOptions o;
+    o.capacity_bytes = 4 * kMiB;
+    o.lazy = false;
+    o.shm_name = name.bare();
+    auto r = Arena::Create(o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    Arena& a = *r.value();
+    EXPECT_FALSE(a.lazy());
+    EXPECT_EQ(a.usable_bytes(), 4 * kMiB);
+    EXPECT_EQ(a.prefaulted_bytes(), 4 * kMiB);
+    EXPECT_EQ(name.usage().second, 4 * kMiB);
+    EXPECT_EQ(ResidentPages(a.base(), 4 * kMiB), Pages(4 * kMiB));
+  }
+  EXPECT_FALSE(name.exists());
+}
+
+TEST(ArenaTest, ShmNameCollisionNeverTouchesTheOtherSegment) {
+  ShmName name;
+  const int fd = shm_open(name.slashed().c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, 4096), 0);
+  ASSERT_EQ(pwrite(fd, "mine", 4, 0), 4);
+  close(fd);
+
+  ArenaOptions o;
+  o.capacity_bytes = kMiB;
+  o.shm_name = name.bare();
+  auto r = Arena::Create(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(r.status().message().find(name.slashed()), std::string::npos);
+  ASSERT_TRUE(name.exists());
+  EXPECT_EQ(name.usage().first, 4096u);  // neither resized nor unlinked
+}
+
+TEST(ArenaTest, ShmBadOptions) {
+  ShmName name;
+  ArenaOptions o;
+  o.capacity_bytes = kMiB;
+  for (const std::string& bad : std::vector<std::string>{"/", "a/b", "..", std::string(256, 'x')}) {
+    o.shm_name = bad;
+    auto r = Arena::Create(o);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(r.status().message().find("shm_name"), std::string::npos);
+  }
+  TempFile file;
+  o.shm_name = name.bare();
+  o.devdax_path = file.path();
+  auto r = Arena::Create(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(name.exists());
+}
+
+TEST(ArenaTest, OffsetOfAnonymousArena) {
+  ArenaOptions o;
+  o.capacity_bytes = kMiB;
+  auto r = Arena::Create(o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r.value()->shm_backed());
+  EXPECT_EQ(r.value()->shm_name(), "");
+  EXPECT_FALSE(r.value()->UnlinkShm());
+  EXPECT_EQ(r.value()->OffsetOf(r.value()->base() + 64, 64).value(), 64u);
+}
+
 }  // namespace
 }  // namespace lmcache

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from typing import Protocol
 
-from lmcache.cli.commands import config
+from lmcache.cli.commands import bench, config, describe, kvcache, ping, quota, server
 
 __all__ = ["COMMANDS", "Command"]
 
@@ -33,4 +33,4 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
-COMMANDS: tuple[Command, ...] = (config,)
+COMMANDS: tuple[Command, ...] = (server, ping, describe, kvcache, quota, bench, config)

@@ -1,0 +1,1098 @@
+// `fs` and `fs_native`: one file per object in a directory, with the names
+// and content of LMCache 0.5.6 (compat reference §15), so either side reads
+// what the other wrote. Both type names select this implementation.
+//
+//   <base_path>/<model with / -> -SEP->@0x<kv_rank %08x>@<group %x>@<hash hex>[@<salt>].data
+//
+// Content is the raw object bytes, nothing else. Each file we write carries
+// its checksum beside the bytes, never inside them: an extended attribute
+// `user.lmcache.xxh64` = "xxh64:<16 hex>:<size>", or, on a filesystem
+// without user xattrs, a line in the sidecar log `<base_path>/.lmcache-checksums`
+// ("<16 hex> <size> <inode> <mtime ns> <file name>"; a record counts only
+// while the file still has that inode). Files without a checksum
+// (written by LMCache) are served after a size check.
+//
+// Store: write to a unique temp name (`.lmcache-<pid>-<rand>-<seq>.tmp` in the
+// base dir or in relative_tmp_dir), set the xattr, then rename into place
+// with RENAME_NOREPLACE (link+unlink where unsupported): the first writer
+// wins atomically, a reader never sees a partial file. No fsync (as 0.5.6);
+// after a crash a torn file fails its checksum and is dropped.
+//
+// Index: start-up scans the directory (file names parse back into keys) and
+// rebuilds an in-memory index (size, checksum, inode, mtime), oldest mtime
+// first in LRU order. Lookup-and-lock answers hits from the index without a
+// syscall; misses are probed with one fstatat each (probe_misses, default
+// on) so files written by other processes sharing the directory are found.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "lmcache/l2_adapter.h"
+#include "storage/l2_common.h"
+#include "storage/l2_config.h"
+#include "storage/l2_index.h"
+#include "util/mutex.h"
+#include "util/xxhash64.h"
+
+namespace lmcache::internal {
+namespace {
+
+constexpr size_t kAlign = 4096;                  // O_DIRECT alignment of buffers, offsets, lengths
+constexpr size_t kBufferedChunk = 1u << 20;      // read/hash granularity (stays in cache)
+constexpr size_t kDirectChunk = 4u << 20;        // O_DIRECT transfer size (bounce buffer)
+constexpr char kXattrName[] = "user.lmcache.xxh64";
+constexpr char kSidecarName[] = ".lmcache-checksums";
+constexpr std::string_view kDataSuffix = ".data";
+constexpr std::string_view kTmpPrefix = ".lmcache-";
+constexpr std::string_view kTmpSuffix = ".tmp";
+constexpr int64_t kStaleTmpNs = 600'000'000'000;  // temp files older than this are leftovers
+constexpr size_t kNameMax = 255;
+
+enum class ChecksumMode { kXattr, kSidecar, kOff };
+
+const char* ModeName(ChecksumMode m) {
+  switch (m) {
+    case ChecksumMode::kXattr: return "xattr";
+    case ChecksumMode::kSidecar: return "sidecar";
+    case ChecksumMode::kOff: return "off";
+  }
+  return "?";
+}
+
+struct FsOptions {
+  std::string type;
+  std::string base_path;
+  int num_workers = 4;  // LMCache fs_native's default
+  std::string relative_tmp_dir;
+  bool use_odirect = false;
+  uint64_t read_ahead_size = 0;
+  uint64_t capacity_bytes = 0;
+  std::string checksum = "auto";  // auto, xattr, sidecar, off
+  bool probe_misses = true;
+};
+
+// What the index keeps per file.
+struct FsMeta {
+  bool has_checksum = false;
+  uint64_t checksum = 0;
+  uint64_t recorded_size = 0;  // bytes the checksum covers
+  uint64_t ino = 0;
+  int64_t mtime_ns = 0;
+};
+
+int64_t MtimeNs(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+uint64_t RoundUp(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() { Reset(); }
+  Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  Fd& operator=(Fd&& o) noexcept {
+    Reset();
+    fd_ = o.fd_;
+    o.fd_ = -1;
+    return *this;
+  }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  // close() and its error (a deferred write error on some filesystems).
+  int Close() {
+    int r = 0;
+    if (fd_ >= 0) r = close(fd_);
+    fd_ = -1;
+    return r;
+  }
+  void Reset() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+using AlignedBuffer = std::unique_ptr<uint8_t, FreeDeleter>;
+
+AlignedBuffer AllocAligned(size_t n) {
+  void* p = nullptr;
+  if (posix_memalign(&p, kAlign, n) != 0) return nullptr;
+  return AlignedBuffer(static_cast<uint8_t*>(p));
+}
+
+std::string FormatXattr(uint64_t hash, uint64_t size) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "xxh64:%016" PRIx64 ":%" PRIu64, hash, size);
+  return buf;
+}
+
+bool ParseU64(std::string_view s, int base, uint64_t* out) {
+  if (s.empty() || s.size() > 20) return false;
+  char buf[32];
+  std::memcpy(buf, s.data(), s.size());
+  buf[s.size()] = '\0';
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long v = std::strtoull(buf, &end, base);
+  if (errno != 0 || end != buf + s.size() || buf[0] == '-' || buf[0] == '+' || buf[0] == ' ') return false;
+  *out = v;
+  return true;
+}
+
+bool ParseXattr(std::string_view v, uint64_t* hash, uint64_t* size) {
+  if (v.substr(0, 6) != "xxh64:") return false;
+  v.remove_prefix(6);
+  const size_t colon = v.find(':');
+  if (colon != 16) return false;
+  return ParseU64(v.substr(0, 16), 16, hash) && ParseU64(v.substr(17), 10, size);
+}
+
+bool ReadAll(int fd, uint8_t* dst, size_t n, uint64_t off, size_t* got) {
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t r = pread(fd, dst + done, n - done, static_cast<off_t>(off + done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      *got = done;
+      return false;
+    }
+    if (r == 0) break;
+    done += static_cast<size_t>(r);
+  }
+  *got = done;
+  return true;
+}
+
+bool WriteAll(int fd, const uint8_t* src, size_t n, uint64_t off) {
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t r = pwrite(fd, src + done, n - done, static_cast<off_t>(off + done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (r == 0) {
+      errno = EIO;
+      return false;
+    }
+    done += static_cast<size_t>(r);
+  }
+  return true;
+}
+
+// The checksum log for filesystems without user xattrs (see the file comment).
+class SidecarLog {
+ public:
+  struct Record {
+    uint64_t hash = 0;
+    uint64_t size = 0;
+    uint64_t ino = 0;
+    int64_t mtime_ns = 0;
+  };
+
+  Status Open(int dir_fd, const std::string& dir_path) EXCLUDES(mu_) {
+    dir_fd_ = dir_fd;
+    dir_path_ = dir_path;
+    MutexLock lock(&mu_);
+    fd_ = Fd(openat(dir_fd, kSidecarName, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+    if (!fd_.valid()) return Status::FromErrno("cannot open checksum sidecar " + dir_path + "/" + kSidecarName, errno);
+    return Status::OK();
+  }
+
+  // Records by file name; later lines override earlier ones. Sets *lines.
+  std::unordered_map<std::string, Record> Load(size_t* lines) const {
+    std::unordered_map<std::string, Record> out;
+    *lines = 0;
+    Fd fd(openat(dir_fd_, kSidecarName, O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return out;
+    std::string data;
+    char buf[1 << 16];
+    for (;;) {
+      const ssize_t r = read(fd.get(), buf, sizeof(buf));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      data.append(buf, static_cast<size_t>(r));
+    }
+    size_t pos = 0;
+    while (pos < data.size()) {
+      size_t nl = data.find('\n', pos);
+      if (nl == std::string::npos) break;  // a torn last line is ignored
+      std::string_view line(data.data() + pos, nl - pos);
+      pos = nl + 1;
+      ++*lines;
+      std::string_view f[5];
+      size_t n = 0;
+      while (n < 4) {
+        const size_t sp = line.find(' ');
+        if (sp == std::string_view::npos) break;
+        f[n++] = line.substr(0, sp);
+        line.remove_prefix(sp + 1);
+      }
+      if (n != 4 || line.empty()) continue;
+      f[4] = line;
+      Record rec;
+      uint64_t mt = 0;
+      if (f[0].size() != 16 || !ParseU64(f[0], 16, &rec.hash) || !ParseU64(f[1], 10, &rec.size) ||
+          !ParseU64(f[2], 10, &rec.ino) || !ParseU64(f[3], 10, &mt)) {
+        continue;
+      }
+      rec.mtime_ns = static_cast<int64_t>(mt);
+      out[std::string(f[4])] = rec;
+    }
+    return out;
+  }
+
+  void Append(const std::string& name, const Record& rec) EXCLUDES(mu_) {
+    std::string line = FormatLine(name, rec);
+    MutexLock lock(&mu_);
+    if (!fd_.valid()) return;
+    // One write per record: O_APPEND keeps concurrent appenders' lines whole.
+    (void)!write(fd_.get(), line.data(), line.size());
+  }
+
+  // Replace the log by `live` (temp file + rename), then append to the new one.
+  void Rewrite(const std::vector<std::pair<std::string, Record>>& live) EXCLUDES(mu_) {
+    std::string text;
+    for (const auto& [name, rec] : live) text += FormatLine(name, rec);
+    const std::string tmp = std::string(kTmpPrefix) + "checksums-" + std::to_string(getpid()) + std::string(kTmpSuffix);
+    Fd fd(openat(dir_fd_, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd.valid()) return;
+    const bool ok = WriteAll(fd.get(), reinterpret_cast<const uint8_t*>(text.data()), text.size(), 0);
+    if (fd.Close() != 0 || !ok || renameat(dir_fd_, tmp.c_str(), dir_fd_, kSidecarName) != 0) {
+      unlinkat(dir_fd_, tmp.c_str(), 0);
+      return;
+    }
+    MutexLock lock(&mu_);
+    fd_ = Fd(openat(dir_fd_, kSidecarName, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  }
+
+  void Close() EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    fd_.Reset();
+  }
+
+ private:
+  static std::string FormatLine(const std::string& name, const Record& rec) {
+    char head[96];
+    std::snprintf(head, sizeof(head), "%016" PRIx64 " %" PRIu64 " %" PRIu64 " %" PRId64 " ", rec.hash, rec.size,
+                  rec.ino, rec.mtime_ns);
+    return head + name + "\n";
+  }
+
+  int dir_fd_ = -1;
+  std::string dir_path_;
+  Mutex mu_;
+  Fd fd_ GUARDED_BY(mu_);
+};
+
+class FsAdapter final : public L2Adapter {
+ public:
+  using Index = L2Index<FsMeta>;
+
+  static Result<std::unique_ptr<L2Adapter>> Create(const L2CommonConfig& common, const FsOptions& opts,
+                                                   const L2AdapterContext& context) {
+    auto completions = L2Completions::Create();
+    if (!completions.ok()) return completions.status();
+    L2IndexOptions io;
+    io.capacity_bytes = opts.capacity_bytes;
+    io.eviction = common.eviction;
+    io.clock = context.clock;
+    auto index = Index::Create(io);
+    if (!index.ok()) return index.status();
+    std::unique_ptr<FsAdapter> a(
+        new FsAdapter(common, opts, std::move(completions).value(), std::move(index).value()));
+    LMCACHE_RETURN_IF_ERROR(a->Open());
+    return std::unique_ptr<L2Adapter>(std::move(a));
+  }
+
+  ~FsAdapter() override { Close(); }
+
+  const L2CommonConfig& common_config() const override { return common_; }
+  int store_event_fd() const override { return completions_->store_fd(); }
+  int lookup_event_fd() const override { return completions_->lookup_fd(); }
+  int load_event_fd() const override { return completions_->load_fd(); }
+
+  Result<L2TaskId> SubmitStore(std::span<const ObjectKey> keys, std::span<const ObjectView> objects) override {
+    LMCACHE_RETURN_IF_ERROR(ValidateBatch(keys, objects, "SubmitStore"));
+    if (closed_.load()) return ClosedStatus(opts_.type);
+    Bump(counters_.store_tasks);
+    auto batch = NewBatch(Kind::kStore, keys, objects);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      Dispatch(batch, [this, batch, i](int w) { StoreOne(*batch, i, w); });
+    }
+    return batch->id;
+  }
+
+  std::vector<std::pair<L2TaskId, L2StoreResult>> PopCompletedStores() override {
+    return completions_->PopStores();
+  }
+
+  Result<L2TaskId> SubmitLookupAndLock(std::span<const ObjectKey> keys) override {
+    if (closed_.load()) return ClosedStatus(opts_.type);
+    Bump(counters_.lookup_tasks);
+    auto batch = NewBatch(Kind::kLookup, keys, {});
+    L2Bitmap bits(keys.size(), false);
+    const size_t hits = index_->LookupAndLock(keys, &bits);
+    if (hits == keys.size() || !opts_.probe_misses) {
+      Bump(counters_.lookup_hits, hits);
+      Bump(counters_.lookup_misses, keys.size() - hits);
+      FinishInline(batch, std::move(bits));
+      return batch->id;
+    }
+    // Misses may be files another process wrote: probe them on a worker.
+    for (size_t i = 0; i < keys.size(); ++i) batch->ok[i] = bits[i] ? 1 : 0;
+    batch->remaining.store(1);
+    Dispatch(batch, [this, batch](int w) {
+      if (w >= 0) {
+        for (size_t i = 0; i < batch->keys.size(); ++i) {
+          if (!batch->ok[i] && Probe(batch->keys[i]) && index_->Lock(batch->keys[i])) batch->ok[i] = 1;
+        }
+      } else {
+        // Cancelled by Close: release the locks the index already took.
+        std::vector<ObjectKey> locked;
+        for (size_t i = 0; i < batch->keys.size(); ++i) {
+          if (batch->ok[i]) locked.push_back(batch->keys[i]);
+        }
+        index_->Unlock(locked);
+        std::fill(batch->ok.begin(), batch->ok.end(), 0);
+      }
+      size_t h = 0;
+      for (uint8_t b : batch->ok) h += b;
+      Bump(counters_.lookup_hits, h);
+      Bump(counters_.lookup_misses, batch->keys.size() - h);
+      KeyDone(*batch);
+    });
+    return batch->id;
+  }
+
+  std::optional<L2Bitmap> QueryLookupResult(L2TaskId task) override { return completions_->TakeLookup(task); }
+
+  void SubmitUnlock(std::span<const ObjectKey> keys) override { index_->Unlock(keys); }
+
+  Result<L2TaskId> SubmitLoad(std::span<const ObjectKey> keys, std::span<const ObjectView> buffers) override {
+    LMCACHE_RETURN_IF_ERROR(ValidateBatch(keys, buffers, "SubmitLoad"));
+    if (closed_.load()) return ClosedStatus(opts_.type);
+    Bump(counters_.load_tasks);
+    auto batch = NewBatch(Kind::kLoad, keys, buffers);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      Dispatch(batch, [this, batch, i](int w) { LoadOne(*batch, i, w); });
+    }
+    return batch->id;
+  }
+
+  std::optional<L2Bitmap> QueryLoadResult(L2TaskId task) override { return completions_->TakeLoad(task); }
+
+  Result<size_t> Delete(std::span<const ObjectKey> keys) override {
+    size_t removed = 0;
+    for (const ObjectKey& key : keys) {
+      const bool indexed = index_->Remove(key).has_value();
+      std::string name;
+      if (!FileName(key, &name)) continue;
+      if (unlinkat(base_fd_.get(), name.c_str(), 0) == 0 || (indexed && errno == ENOENT)) {
+        ++removed;
+      } else if (errno != ENOENT) {
+        Bump(counters_.io_errors);
+      }
+    }
+    Bump(counters_.deleted_objects, removed);
+    return removed;
+  }
+
+  Result<L2KeyPage> List(const L2ListRequest& request) const override { return index_->List(request); }
+
+  L2Usage Usage() const override { return index_->Usage(); }
+
+  L2Status ReportStatus() const override {
+    L2Status s;
+    s.type = opts_.type;
+    s.counters = counters_.Snapshot();
+    s.pending_tasks = pending_.load();
+    struct stat st;
+    if (closed_.load()) {
+      s.healthy = false;
+      s.message = "closed";
+    } else if (fstat(base_fd_.get(), &st) != 0 || st.st_nlink == 0) {
+      s.healthy = false;
+      s.message = "base_path " + opts_.base_path + " was removed";
+    } else if (faccessat(base_fd_.get(), ".", W_OK, AT_EACCESS) != 0) {
+      s.healthy = false;
+      s.message = "base_path " + opts_.base_path + " is not writable";
+    }
+    auto& d = s.details;
+    d.emplace_back("base_path", opts_.base_path);
+    d.emplace_back("num_workers", std::to_string(opts_.num_workers));
+    d.emplace_back("relative_tmp_dir", opts_.relative_tmp_dir);
+    d.emplace_back("use_odirect", !opts_.use_odirect ? "false"
+                                  : odirect_.load() ? "true"
+                                                    : "requested; unsupported by the filesystem, using buffered I/O");
+    d.emplace_back("read_ahead_size", std::to_string(opts_.read_ahead_size));
+    d.emplace_back("checksum", ModeName(mode_));
+    d.emplace_back("indexed_objects", std::to_string(index_->size()));
+    d.emplace_back("locked_objects", std::to_string(index_->locked_objects()));
+    d.emplace_back("scanned_files", std::to_string(scanned_files_));
+    d.emplace_back("ignored_files", std::to_string(ignored_files_));
+    return s;
+  }
+
+  void Close() override {
+    if (closed_.exchange(true)) {
+      pool_.Shutdown();  // a concurrent Close waits for the first one
+      return;
+    }
+    pool_.Shutdown();
+    sidecar_.Close();
+  }
+
+  bool supports_corruption_injection() const override { return true; }
+
+  Status InjectCorruption(const ObjectKey& key) override {
+    std::string name;
+    if (!FileName(key, &name)) return Status::InvalidArgument("key cannot be stored by the fs adapter");
+    Fd fd(openat(base_fd_.get(), name.c_str(), O_RDWR | O_CLOEXEC));
+    if (!fd.valid()) return errno == ENOENT ? Status::NotFound(name) : Status::FromErrno("open " + name, errno);
+    struct stat st;
+    if (fstat(fd.get(), &st) != 0 || st.st_size == 0) return Status::NotFound(name + " is empty");
+    const off_t at = st.st_size / 2;
+    uint8_t b = 0;
+    if (pread(fd.get(), &b, 1, at) != 1) return Status::FromErrno("read " + name, errno);
+    b ^= 0x5A;
+    if (pwrite(fd.get(), &b, 1, at) != 1) return Status::FromErrno("write " + name, errno);
+    return Status::OK();
+  }
+
+ private:
+  enum class Kind : uint8_t { kStore, kLookup, kLoad };
+
+  // One submitted task. Each key's slot of `ok` is written by exactly one
+  // job; the job that brings `remaining` to 0 publishes (acq_rel orders the
+  // other jobs' writes before it).
+  struct Batch {
+    L2TaskId id = 0;
+    Kind kind = Kind::kStore;
+    std::vector<ObjectKey> keys;
+    std::vector<ObjectView> views;
+    std::vector<uint8_t> ok;
+    std::atomic<size_t> remaining{0};
+    std::atomic<uint64_t> bytes{0};
+  };
+
+  FsAdapter(const L2CommonConfig& common, const FsOptions& opts, std::unique_ptr<L2Completions> completions,
+            std::unique_ptr<Index> index)
+      : common_(common), opts_(opts), completions_(std::move(completions)), index_(std::move(index)) {}
+
+  std::shared_ptr<Batch> NewBatch(Kind kind, std::span<const ObjectKey> keys, std::span<const ObjectView> views) {
+    auto b = std::make_shared<Batch>();
+    b->id = completions_->NextId();
+    b->kind = kind;
+    b->keys.assign(keys.begin(), keys.end());
+    b->views.assign(views.begin(), views.end());
+    b->ok.assign(keys.size(), 0);
+    b->remaining.store(keys.size());
+    pending_.fetch_add(1);
+    if (keys.empty()) Publish(*b);
+    return b;
+  }
+
+  void Dispatch(const std::shared_ptr<Batch>& batch, WorkerPool::Job job) {
+    (void)batch;
+    if (!pool_.Submit(job)) job(-1);  // closed meanwhile: complete as cancelled
+  }
+
+  void FinishInline(const std::shared_ptr<Batch>& batch, L2Bitmap bits) {
+    if (batch->keys.empty()) return;  // already published
+    for (size_t i = 0; i < bits.size(); ++i) batch->ok[i] = bits[i] ? 1 : 0;
+    batch->remaining.store(0);
+    Publish(*batch);
+  }
+
+  void KeyDone(Batch& b) {
+    if (b.remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) Publish(b);
+  }
+
+  void Publish(Batch& b) {
+    L2Bitmap bits(b.ok.size());
+    bool all = true;
+    for (size_t i = 0; i < b.ok.size(); ++i) {
+      bits[i] = b.ok[i] != 0;
+      all = all && bits[i];
+    }
+    switch (b.kind) {
+      case Kind::kStore: completions_->PublishStore(b.id, L2StoreResult{all, std::move(bits), b.bytes.load()}); break;
+      case Kind::kLookup: completions_->PublishLookup(b.id, std::move(bits)); break;
+      case Kind::kLoad: completions_->PublishLoad(b.id, std::move(bits)); break;
+    }
+    pending_.fetch_sub(1);
+  }
+
+  // The LMCache file name of `key`; false if the key cannot be a file name
+  // ('@' in the model or salt would not parse back, '/' in a salt would
+  // leave the directory, or the name is too long).
+  static bool FileName(const ObjectKey& key, std::string* name) {
+    const std::string& m = key.model_name.str();
+    const std::string& s = key.cache_salt.str();
+    if (m.find_first_of(std::string_view("@\0", 2)) != std::string::npos) return false;
+    if (s.find_first_of(std::string_view("@/\0", 3)) != std::string::npos) return false;
+    *name = key.ToString();
+    *name += kDataSuffix;
+    return name->size() <= kNameMax;
+  }
+
+  // ".lmcache-<pid>-<random>-<seq>.tmp": unique within the process (several
+  // adapters may share a directory) and across processes and hosts sharing
+  // a filesystem (the pid alone can repeat on another host).
+  static std::string TmpName() {
+    static const std::string prefix = [] {
+      std::random_device rd;
+      char buf[64];
+      std::snprintf(buf, sizeof(buf), "%d-%08x%08x-", static_cast<int>(getpid()), rd(), rd());
+      return std::string(kTmpPrefix) + buf;
+    }();
+    static std::atomic<uint64_t> seq{0};
+    return prefix + std::to_string(seq.fetch_add(1)) + std::string(kTmpSuffix);
+  }
+
+  // ---- start-up ----
+
+  Status Open() {
+    std::error_code ec;
+    std::filesystem::create_directories(opts_.base_path, ec);
+    if (ec) return Status::IOError("cannot create base_path '" + opts_.base_path + "': " + ec.message());
+    base_fd_ = Fd(open(opts_.base_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!base_fd_.valid()) return Status::FromErrno("cannot open base_path '" + opts_.base_path + "'", errno);
+    if (opts_.relative_tmp_dir.empty()) {
+      tmp_fd_ = Fd(dup(base_fd_.get()));
+    } else {
+      std::filesystem::create_directories(std::filesystem::path(opts_.base_path) / opts_.relative_tmp_dir, ec);
+      if (ec) return Status::IOError("cannot create relative_tmp_dir '" + opts_.relative_tmp_dir + "': " + ec.message());
+      tmp_fd_ = Fd(openat(base_fd_.get(), opts_.relative_tmp_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    }
+    if (!tmp_fd_.valid()) return Status::FromErrno("cannot open the temp directory", errno);
+    struct stat bst, tst;
+    if (fstat(base_fd_.get(), &bst) != 0 || fstat(tmp_fd_.get(), &tst) != 0 || bst.st_dev != tst.st_dev) {
+      return Status::InvalidArgument("L2 adapter '" + opts_.type +
+                                     "': relative_tmp_dir must be on the same filesystem as base_path");
+    }
+
+    // Probe: writable? user xattrs? O_DIRECT?
+    bool xattr_ok = false;
+    {
+      const std::string probe = TmpName();
+      Fd fd(openat(tmp_fd_.get(), probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+      if (!fd.valid()) return Status::FromErrno("base_path '" + opts_.base_path + "' is not writable", errno);
+      xattr_ok = fsetxattr(fd.get(), kXattrName, "probe", 5, 0) == 0;
+      fd.Reset();
+      if (opts_.use_odirect) {
+        Fd d(openat(tmp_fd_.get(), probe.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+        odirect_.store(d.valid());
+      }
+      unlinkat(tmp_fd_.get(), probe.c_str(), 0);
+    }
+    if (opts_.checksum == "off") {
+      mode_ = ChecksumMode::kOff;
+    } else if (opts_.checksum == "sidecar" || (opts_.checksum == "auto" && !xattr_ok)) {
+      mode_ = ChecksumMode::kSidecar;
+    } else if (xattr_ok) {
+      mode_ = ChecksumMode::kXattr;
+    } else {
+      return Status::IOError("L2 adapter '" + opts_.type + "': checksum 'xattr' requested but " + opts_.base_path +
+                             " does not support user extended attributes (use \"checksum\": \"sidecar\")");
+    }
+    if (mode_ == ChecksumMode::kSidecar) LMCACHE_RETURN_IF_ERROR(sidecar_.Open(base_fd_.get(), opts_.base_path));
+
+    LMCACHE_RETURN_IF_ERROR(Scan());
+
+    bounce_.resize(static_cast<size_t>(opts_.num_workers));
+    const bool need_bounce = odirect_.load();
+    for (auto& b : bounce_) {
+      if (need_bounce && (b = AllocAligned(kDirectChunk)) == nullptr) {
+        return Status::NoSpace("cannot allocate O_DIRECT bounce buffers");
+      }
+    }
+    return pool_.Start(opts_.num_workers);
+  }
+
+  Status Scan() {
+    size_t sidecar_lines = 0;
+    std::unordered_map<std::string, SidecarLog::Record> records;
+    if (mode_ == ChecksumMode::kSidecar) records = sidecar_.Load(&sidecar_lines);
+    std::vector<std::pair<std::string, SidecarLog::Record>> live_records;
+
+    struct Found {
+      int64_t mtime_ns;
+      ObjectKey key;
+      uint64_t size;
+      FsMeta meta;
+    };
+    std::vector<Found> found;
+    const int64_t now_ns = static_cast<int64_t>(time(nullptr)) * 1'000'000'000;
+    {
+      int dfd = openat(base_fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // own offset, unlike dup
+      DIR* dir = dfd >= 0 ? fdopendir(dfd) : nullptr;
+      if (dir == nullptr) {
+        if (dfd >= 0) close(dfd);
+        return Status::FromErrno("cannot list base_path '" + opts_.base_path + "'", errno);
+      }
+      while (struct dirent* de = readdir(dir)) {
+        const std::string_view name(de->d_name);
+        if (name == "." || name == ".." || de->d_type == DT_DIR) continue;
+        if (name.size() <= kDataSuffix.size() || name.substr(name.size() - kDataSuffix.size()) != kDataSuffix) {
+          if (name != kSidecarName && !IsTmpName(name)) ++ignored_files_;
+          continue;
+        }
+        ObjectKey key;
+        if (!ParseObjectKey(name.substr(0, name.size() - kDataSuffix.size()), &key)) {
+          ++ignored_files_;
+          continue;
+        }
+        struct stat st;
+        if (fstatat(base_fd_.get(), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+          ++ignored_files_;
+          continue;
+        }
+        FsMeta meta = MetaFromStat(st);
+        if (mode_ == ChecksumMode::kXattr) {
+          ReadXattrByPath(opts_.base_path + "/" + de->d_name, &meta);
+        } else if (mode_ == ChecksumMode::kSidecar) {
+          auto it = records.find(de->d_name);
+          if (it != records.end() && it->second.ino == meta.ino) {  // see LoadKey on identity
+            meta.has_checksum = true;
+            meta.checksum = it->second.hash;
+            meta.recorded_size = it->second.size;
+            live_records.emplace_back(it->first, it->second);
+          }
+        }
+        ++scanned_files_;
+        found.push_back(Found{MtimeNs(st), key, static_cast<uint64_t>(st.st_size), meta});
+      }
+      closedir(dir);
+    }
+    // Oldest first, so LRU order starts as modification order.
+    std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.mtime_ns < b.mtime_ns; });
+    for (Found& f : found) index_->Insert(f.key, f.size, f.meta, 0);
+
+    RemoveStaleTmp(tmp_fd_.get(), now_ns);
+    if (mode_ == ChecksumMode::kSidecar && sidecar_lines > 2 * live_records.size() + 1024) {
+      sidecar_.Rewrite(live_records);
+    }
+    return Status::OK();
+  }
+
+  static bool IsTmpName(std::string_view name) {
+    return name.size() > kTmpPrefix.size() + kTmpSuffix.size() && name.substr(0, kTmpPrefix.size()) == kTmpPrefix &&
+           name.substr(name.size() - kTmpSuffix.size()) == kTmpSuffix;
+  }
+
+  // Our temp files older than kStaleTmpNs: leftovers of a crashed writer.
+  static void RemoveStaleTmp(int dir_fd, int64_t now_ns) {
+    int dfd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR* dir = dfd >= 0 ? fdopendir(dfd) : nullptr;
+    if (dir == nullptr) {
+      if (dfd >= 0) close(dfd);
+      return;
+    }
+    std::vector<std::string> stale;
+    while (struct dirent* de = readdir(dir)) {
+      struct stat st;
+      if (IsTmpName(de->d_name) && fstatat(dir_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISREG(st.st_mode) && now_ns - MtimeNs(st) > kStaleTmpNs) {
+        stale.emplace_back(de->d_name);
+      }
+    }
+    closedir(dir);
+    for (const auto& n : stale) unlinkat(dir_fd, n.c_str(), 0);
+  }
+
+  static FsMeta MetaFromStat(const struct stat& st) {
+    FsMeta m;
+    m.ino = static_cast<uint64_t>(st.st_ino);
+    m.mtime_ns = MtimeNs(st);
+    return m;
+  }
+
+  static void ApplyXattr(const char* value, ssize_t n, FsMeta* meta) {
+    uint64_t hash = 0, size = 0;
+    if (n > 0 && ParseXattr(std::string_view(value, static_cast<size_t>(n)), &hash, &size)) {
+      meta->has_checksum = true;
+      meta->checksum = hash;
+      meta->recorded_size = size;
+    }
+  }
+
+  static void ReadXattrByPath(const std::string& path, FsMeta* meta) {
+    char value[80];
+    ApplyXattr(value, getxattr(path.c_str(), kXattrName, value, sizeof(value)), meta);
+  }
+
+  // Metadata of an open file we did not write (or that changed under us).
+  FsMeta MetaFromFd(int fd, const struct stat& st) const {
+    FsMeta meta = MetaFromStat(st);
+    if (mode_ == ChecksumMode::kXattr) {
+      char value[80];
+      ApplyXattr(value, fgetxattr(fd, kXattrName, value, sizeof(value)), &meta);
+    }
+    return meta;
+  }
+
+  // Index a file found on disk but not in the index (written by another
+  // process). True if the key is indexed afterwards.
+  bool Probe(const ObjectKey& key) {
+    std::string name;
+    if (!FileName(key, &name)) return false;
+    struct stat st;
+    if (fstatat(base_fd_.get(), name.c_str(), &st, 0) != 0 || !S_ISREG(st.st_mode)) return false;
+    FsMeta meta = MetaFromStat(st);
+    if (mode_ == ChecksumMode::kXattr) ReadXattrByPath(opts_.base_path + "/" + name, &meta);
+    index_->Insert(key, static_cast<uint64_t>(st.st_size), meta, 0);
+    return true;
+  }
+
+  // ---- store ----
+
+  void StoreOne(Batch& b, size_t i, int worker) {
+    if (worker >= 0) {
+      b.ok[i] = StoreKey(b.keys[i], b.views[i], worker, &b.bytes) ? 1 : 0;
+    }
+    if (!b.ok[i]) Bump(counters_.store_failures);
+    KeyDone(b);
+  }
+
+  bool StoreKey(const ObjectKey& key, const ObjectView& view, int worker, std::atomic<uint64_t>* bytes) {
+    std::string name;
+    if (!FileName(key, &name)) {
+      Bump(counters_.rejected_keys);
+      return false;
+    }
+    if (index_->Contains(key) || Probe(key)) {  // first writer wins
+      Bump(counters_.store_skipped);
+      return true;
+    }
+    std::vector<Index::Victim> victims;
+    const Status reserved = index_->Reserve(view.size, &victims);
+    FreeVictims(victims);
+    if (!reserved.ok()) return false;
+
+    FsMeta meta;
+    const std::string tmp = TmpName();
+    if (!WriteTmp(tmp, view, worker, &meta)) {
+      unlinkat(tmp_fd_.get(), tmp.c_str(), 0);
+      index_->Unreserve(view.size);
+      Bump(counters_.io_errors);
+      return false;
+    }
+    const int r = RenameNoReplace(tmp, name);
+    if (r != 0) {
+      unlinkat(tmp_fd_.get(), tmp.c_str(), 0);
+      index_->Unreserve(view.size);
+      if (r == EEXIST && (index_->Contains(key) || Probe(key))) {  // a concurrent writer won
+        Bump(counters_.store_skipped);
+        return true;
+      }
+      Bump(counters_.io_errors);
+      return false;
+    }
+    if (mode_ == ChecksumMode::kSidecar) {
+      sidecar_.Append(name, SidecarLog::Record{meta.checksum, meta.recorded_size, meta.ino, meta.mtime_ns});
+    }
+    victims.clear();
+    if (!index_->Insert(key, view.size, meta, view.size, &victims)) {
+      // Probed in by a concurrent lookup after our rename: same file, already indexed.
+    }
+    FreeVictims(victims);
+    bytes->fetch_add(view.size);
+    Bump(counters_.stored_objects);
+    Bump(counters_.stored_bytes, view.size);
+    return true;
+  }
+
+  void FreeVictims(const std::vector<Index::Victim>& victims) {
+    for (const auto& v : victims) {
+      std::string name;
+      if (FileName(v.key, &name)) unlinkat(base_fd_.get(), name.c_str(), 0);
+      Bump(counters_.evicted_objects);
+      Bump(counters_.evicted_bytes, v.size);
+    }
+  }
+
+  bool WriteTmp(const std::string& tmp, const ObjectView& view, int worker, FsMeta* meta) {
+    const bool direct = odirect_.load();
+    Fd fd(openat(tmp_fd_.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (direct ? O_DIRECT : 0), 0644));
+    if (!fd.valid()) return false;
+    const bool hash = mode_ != ChecksumMode::kOff;
+    Xxh64 h;
+    const uint8_t* src = view.data;
+    const uint64_t size = view.size;
+    bool padded = false;
+    if (!direct) {
+      for (uint64_t off = 0; off < size; off += kBufferedChunk) {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(kBufferedChunk, size - off));
+        if (hash) h.Update(src + off, n);
+        if (!WriteAll(fd.get(), src + off, n, off)) return false;
+      }
+    } else {
+      uint8_t* bounce = bounce_[static_cast<size_t>(worker)].get();
+      for (uint64_t off = 0; off < size; off += kDirectChunk) {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(kDirectChunk, size - off));
+        if (hash) h.Update(src + off, n);
+        if (reinterpret_cast<uintptr_t>(src + off) % kAlign == 0 && n % kAlign == 0) {
+          if (!WriteAll(fd.get(), src + off, n, off)) return false;
+        } else {
+          const size_t padded_n = static_cast<size_t>(RoundUp(n, kAlign));
+          std::memcpy(bounce, src + off, n);
+          std::memset(bounce + n, 0, padded_n - n);
+          if (!WriteAll(fd.get(), bounce, padded_n, off)) return false;
+          padded = padded || padded_n != n;
+        }
+      }
+      if (padded && ftruncate(fd.get(), static_cast<off_t>(size)) != 0) return false;
+    }
+    if (hash) {
+      meta->has_checksum = true;
+      meta->checksum = h.Digest();
+      meta->recorded_size = size;
+      if (mode_ == ChecksumMode::kXattr) {
+        const std::string v = FormatXattr(meta->checksum, size);
+        if (fsetxattr(fd.get(), kXattrName, v.data(), v.size(), 0) != 0) return false;
+      }
+    }
+    struct stat st;
+    if (fstat(fd.get(), &st) != 0) return false;
+    meta->ino = static_cast<uint64_t>(st.st_ino);
+    meta->mtime_ns = MtimeNs(st);
+    return fd.Close() == 0;
+  }
+
+  // 0, or the errno (EEXIST: the final name exists; nothing was replaced).
+  int RenameNoReplace(const std::string& tmp, const std::string& name) {
+    int mode = rename_mode_.load();
+    if (mode == 0) {
+      if (renameat2(tmp_fd_.get(), tmp.c_str(), base_fd_.get(), name.c_str(), RENAME_NOREPLACE) == 0) return 0;
+      if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) return errno;
+      rename_mode_.store(mode = 1);
+    }
+    if (mode == 1) {
+      if (linkat(tmp_fd_.get(), tmp.c_str(), base_fd_.get(), name.c_str(), 0) == 0) {
+        unlinkat(tmp_fd_.get(), tmp.c_str(), 0);
+        return 0;
+      }
+      if (errno != EPERM && errno != ENOTSUP && errno != EOPNOTSUPP) return errno;
+      rename_mode_.store(mode = 2);
+    }
+    // Last resort (no atomic no-replace on this filesystem): check, then rename.
+    struct stat st;
+    if (fstatat(base_fd_.get(), name.c_str(), &st, 0) == 0) return EEXIST;
+    return renameat(tmp_fd_.get(), tmp.c_str(), base_fd_.get(), name.c_str()) == 0 ? 0 : errno;
+  }
+
+  // ---- load ----
+
+  void LoadOne(Batch& b, size_t i, int worker) {
+    if (worker >= 0) {
+      const ObjectView& v = b.views[i];
+      b.ok[i] = LoadKey(b.keys[i], v, worker) ? 1 : 0;
+      if (b.ok[i]) {
+        b.bytes.fetch_add(v.size);
+        Bump(counters_.loaded_objects);
+        Bump(counters_.loaded_bytes, v.size);
+      }
+    }
+    if (!b.ok[i]) Bump(counters_.load_misses);
+    KeyDone(b);
+  }
+
+  bool LoadKey(const ObjectKey& key, const ObjectView& view, int worker) {
+    std::string name;
+    if (!FileName(key, &name)) return false;
+    bool direct = odirect_.load();
+    Fd fd(openat(base_fd_.get(), name.c_str(), O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0)));
+    if (!fd.valid()) {
+      if (errno == ENOENT) {
+        index_->Remove(key);  // deleted behind our back
+      } else {
+        Bump(counters_.io_errors);
+      }
+      return false;
+    }
+    struct stat st;
+    if (fstat(fd.get(), &st) != 0) {
+      Bump(counters_.io_errors);
+      return false;
+    }
+    const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+    auto cached = index_->Get(key);
+    FsMeta meta;
+    // Identity is the inode: a file is never modified in place after its
+    // rename (LMCache too replaces files through a new inode), so an inode
+    // we know is checked against what we recorded, whatever its mtime says.
+    if (cached && cached->second.ino == static_cast<uint64_t>(st.st_ino)) {
+      meta = cached->second;
+    } else {  // not indexed yet, or replaced since: take it as it is now
+      meta = MetaFromFd(fd.get(), st);
+      if (cached) index_->Remove(key);
+      index_->Insert(key, file_size, meta, 0);
+    }
+
+    const uint64_t want = view.size;
+    if (meta.has_checksum) {
+      if (file_size != meta.recorded_size) {  // truncated or extended after the checksum
+        Quarantine(key, name, st);
+        return false;
+      }
+      if (meta.recorded_size != want) {
+        Bump(counters_.size_mismatches);
+        return false;
+      }
+    } else if (!(file_size == want || (want % kAlign != 0 && file_size == RoundUp(want, kAlign)))) {
+      // (A file of exactly the next 4 KiB multiple is an LMCache fs_native
+      // O_DIRECT write of a padded buffer; its first `want` bytes are the
+      // object. Anything else would hand out a prefix of another layout.)
+      Bump(counters_.size_mismatches);
+      return false;
+    }
+
+    Xxh64 h;
+    Xxh64* hp = meta.has_checksum ? &h : nullptr;
+    const bool read_ok = direct ? ReadDirect(fd.get(), view, worker, hp) : ReadBuffered(fd.get(), view, hp);
+    if (!read_ok) {
+      if (meta.has_checksum) {
+        Quarantine(key, name, st);
+      } else {
+        Bump(counters_.io_errors);
+      }
+      return false;
+    }
+    if (meta.has_checksum) {
+      if (h.Digest() != meta.checksum) {
+        Quarantine(key, name, st);
+        return false;
+      }
+    } else {
+      Bump(counters_.unverified_loads);
+    }
+    index_->Touch(key);
+    return true;
+  }
+
+  // Reads exactly view.size bytes; false on an error or a short file.
+  bool ReadBuffered(int fd, const ObjectView& view, Xxh64* h) {
+    uint64_t off = 0;
+    const uint64_t size = view.size;
+    if (opts_.read_ahead_size > 0) {
+      posix_fadvise(fd, 0, static_cast<off_t>(size), POSIX_FADV_SEQUENTIAL);
+    }
+    while (off < size) {
+      // The first read is read_ahead_size bytes when set (a small read that
+      // starts the kernel's readahead early, as LMCache's option does).
+      const uint64_t chunk = (off == 0 && opts_.read_ahead_size > 0) ? opts_.read_ahead_size : kBufferedChunk;
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk, size - off));
+      size_t got = 0;
+      if (!ReadAll(fd, view.data + off, n, off, &got) || got != n) return false;
+      if (h) h->Update(view.data + off, n);
+      off += n;
+    }
+    return true;
+  }
+
+  bool ReadDirect(int fd, const ObjectView& view, int worker, Xxh64* h) {
+    uint8_t* bounce = bounce_[static_cast<size_t>(worker)].get();
+    const uint64_t size = view.size;
+    for (uint64_t off = 0; off < size; off += kDirectChunk) {
+      const uint64_t left = size - off;
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(kDirectChunk, left));
+      const size_t len = static_cast<size_t>(RoundUp(n, kAlign));  // O_DIRECT length
+      uint8_t* dst = view.data + off;
+      size_t got = 0;
+      if (reinterpret_cast<uintptr_t>(dst) % kAlign == 0 && len == n) {
+        if (!ReadAll(fd, dst, len, off, &got) || got < n) return false;
+      } else {
+        if (!ReadAll(fd, bounce, len, off, &got) || got < n) return false;
+        std::memcpy(dst, bounce, n);
+      }
+      if (h) h->Update(dst, n);
+    }
+    return true;
+  }
+
+  // A checksummed file failed verification: count it, drop it from the
+  // index and unlink it (only if the name still points at the same inode).
+  void Quarantine(const ObjectKey& key, const std::string& name, const struct stat& seen) {
+    Bump(counters_.corrupt_objects);
+    index_->Remove(key);
+    struct stat now;
+    if (fstatat(base_fd_.get(), name.c_str(), &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == seen.st_ino &&
+        now.st_dev == seen.st_dev) {
+      unlinkat(base_fd_.get(), name.c_str(), 0);
+    }
+  }
+
+  const L2CommonConfig common_;
+  const FsOptions opts_;
+  std::unique_ptr<L2Completions> completions_;
+  std::unique_ptr<Index> index_;
+  Fd base_fd_;
+  Fd tmp_fd_;
+  ChecksumMode mode_ = ChecksumMode::kOff;  // fixed after Open
+  std::atomic<bool> odirect_{false};
+  std::atomic<int> rename_mode_{0};  // 0 renameat2(NOREPLACE), 1 link+unlink, 2 check+rename
+  SidecarLog sidecar_;
+  std::vector<AlignedBuffer> bounce_;  // one per worker; worker w touches only bounce_[w]
+  size_t scanned_files_ = 0;           // fixed after Open
+  size_t ignored_files_ = 0;
+  mutable L2AtomicCounters counters_;
+  std::atomic<uint64_t> pending_{0};
+  std::atomic<bool> closed_{false};
+  WorkerPool pool_;  // last: joined first
+};
+
+}  // namespace
+
+Result<std::unique_ptr<L2Adapter>> CreateFsAdapter(const L2CommonConfig& common, JsonFields& f,
+                                                   const L2AdapterContext& context) {
+  FsOptions o;
+  o.type = common.type;
+  o.base_path = f.RequiredString("base_path");
+  o.num_workers = static_cast<int>(f.Int("num_workers", o.num_workers, 1, 256));
+  o.relative_tmp_dir = f.String("relative_tmp_dir", "");
+  o.use_odirect = f.Bool("use_odirect", false);
+  o.read_ahead_size = static_cast<uint64_t>(f.OptionalInt("read_ahead_size", 1, int64_t{1} << 40).value_or(0));
+  const double gb = f.Number("max_capacity_gb", 0, 0, 1e9);
+  o.capacity_bytes = static_cast<uint64_t>(gb * static_cast<double>(1ull << 30));
+  o.checksum = f.Choice("checksum", "auto", {"auto", "xattr", "sidecar", "off"});
+  o.probe_misses = f.Bool("probe_misses", true);
+  if (!o.relative_tmp_dir.empty()) {
+    const std::filesystem::path p(o.relative_tmp_dir);
+    bool bad = p.is_absolute();
+    for (const auto& part : p) bad = bad || part == "..";
+    if (bad) f.Fail("relative_tmp_dir", "must be a relative path inside base_path, got '" + o.relative_tmp_dir + "'");
+  }
+  LMCACHE_RETURN_IF_ERROR(f.Finish());
+  return FsAdapter::Create(common, o, context);
+}
+
+}  // namespace lmcache::internal

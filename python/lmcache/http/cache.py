@@ -1,0 +1,112 @@
+"""Cache control: ``POST /cache/clear`` and ``POST /cache/checksums``.
+
+``POST /cache/clear`` takes an optional body ``{"tier": "l1" | "l2" | "all", "force": false}``
+(an empty body clears L1) and answers ``{"status": "ok", "cleared": {"tier": ..., ...}}`` with
+what the server reports per tier. A tier outside the enum, a wrong type or an unknown field is
+422, as in 0.5.6. Unlike 0.5.6 (which answered 400 to ``l2`` and ``all``), all three tiers are
+implemented; when the configured L2 adapters cannot delete, the answer is 501 saying so.
+``force`` asks to clear objects that are locked by in-flight requests too.
+
+``POST /cache/checksums`` takes ``{"block_ids": [int, ...], "chunk_size": <blocks per chunk>,
+"instance_id": int, "layerwise": false}`` and answers ``{"status": "success", "chunk_size",
+"num_chunks", "chunk_checksums", "layerwise", "block_id_ranges"}``. Empty or missing
+``block_ids``, a ``chunk_size`` that is missing or not positive, and block ids outside
+``[0, 2^31)`` are 400; an unknown ``instance_id`` is 404 (the facade raises NotFoundError).
+``block_id_ranges`` is LMCache's compressed form of the block ids: runs of three or more
+consecutive ids become ``[first, last]``, anything else stays a plain id.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body
+from pydantic import BaseModel, ConfigDict
+
+from lmcache.errors import InvalidArgumentError, UnavailableError
+from lmcache.http.deps import Facade
+from lmcache.http.errors import UnsupportedError
+
+__all__ = ["ChecksumRequest", "ClearRequest", "build_router", "compress_ids"]
+
+_MAX_BLOCK_ID = 2**31 - 1
+_INT64 = 2**63
+
+
+class ClearRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    tier: Literal["l1", "l2", "all"] = "l1"
+    force: bool = False
+
+
+class ChecksumRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    block_ids: list[int] = []
+    chunk_size: int = 0
+    instance_id: int = 0
+    layerwise: bool = False
+
+
+def compress_ids(ids: list[int]) -> list[int | list[int]]:
+    """``[0, 2, 3, 4, 5, 8]`` -> ``[0, [2, 5], 8]`` (order kept; runs of 3 or more collapse)."""
+    out: list[int | list[int]] = []
+    i = 0
+    while i < len(ids):
+        j = i
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        if j - i >= 2:
+            out.append([ids[i], ids[j]])
+        else:
+            out.extend(ids[i : j + 1])
+        i = j + 1
+    return out
+
+
+def clear(facade: Facade, body: Annotated[ClearRequest | None, Body()] = None) -> dict[str, Any]:
+    request = body or ClearRequest()
+    try:
+        result = facade.clear(request.tier, request.force)
+    except UnavailableError as exc:
+        if request.tier == "l1":
+            raise
+        raise UnsupportedError(f"cannot clear tier {request.tier!r}: {exc}") from exc
+    cleared: dict[str, Any] = {"tier": request.tier}
+    cleared.update({k: v for k, v in result.items() if k != "tier"})
+    return {"status": "ok", "cleared": cleared}
+
+
+def checksums(facade: Facade, body: ChecksumRequest) -> dict[str, Any]:
+    if not body.block_ids:
+        raise InvalidArgumentError("block_ids is required and must not be empty")
+    if body.chunk_size <= 0:
+        raise InvalidArgumentError(f"chunk_size must be positive, got {body.chunk_size}")
+    if body.chunk_size > _MAX_BLOCK_ID:
+        raise InvalidArgumentError(f"chunk_size must be at most {_MAX_BLOCK_ID}, got {body.chunk_size}")
+    bad = next((b for b in body.block_ids if not 0 <= b <= _MAX_BLOCK_ID), None)
+    if bad is not None:
+        raise InvalidArgumentError(f"block_ids must be in [0, {_MAX_BLOCK_ID}], got {bad}")
+    if not -_INT64 <= body.instance_id < _INT64:
+        raise InvalidArgumentError(f"instance_id must fit in 64 bits, got {body.instance_id}")
+    result = facade.checksums(body.instance_id, body.block_ids, body.chunk_size, body.layerwise)
+    return {
+        "status": "success",
+        "chunk_size": body.chunk_size,
+        "num_chunks": -(-len(body.block_ids) // body.chunk_size),
+        "layerwise": body.layerwise,
+        "block_id_ranges": compress_ids(body.block_ids),
+        **result,
+    }
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(tags=["cache"])
+    router.add_api_route(
+        "/cache/clear", clear, methods=["POST"], summary="Clear a tier (l1 by default, l2 or all)"
+    )
+    router.add_api_route(
+        "/cache/checksums", checksums, methods=["POST"], summary="MD5 per chunk of registered KV blocks"
+    )
+    return router

@@ -1,0 +1,469 @@
+"""The server's request handlers and the state they share.
+
+``ServerCore`` owns the storage engine, the sessions, the KV-cache registrations of the
+workers and their liveness. :meth:`ServerCore.handlers` maps op names to callables for the
+:class:`~lmcache.server.dispatcher.Dispatcher`. Data movement (gather/scatter between a
+worker's paged KV and L1 objects, hashing) happens in C++ with the GIL released; the Python
+here only decides *what* to move.
+
+Visibility (compat reference §20 item 1): ``store`` publishes its objects (FinishWrite)
+before its reply is sent, so a ``lookup`` that arrives after the reply always sees them.
+A full L1 never turns into a silent drop: ``store`` answers ``[handle, False]`` (or an error
+frame for peers that opted in) and the failure is counted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lmcache import errors
+from lmcache._native import keys as nkeys
+from lmcache._native import transfer
+from lmcache.config.server import ServerConfig
+from lmcache.protocol import framing
+from lmcache.protocol.hashing import TokenHasher
+from lmcache.protocol.types import CAPABILITY_KV_EVENT_STREAM, CpuShmIPCData, HelloRequest, IPCCacheServerKey
+from lmcache.server import engine_driven
+from lmcache.server.dispatcher import CallContext
+from lmcache.server.sessions import LookupLocks, Session, SessionTable
+from lmcache.storage import StorageEngine
+
+log = logging.getLogger("lmcache.server")
+
+STUB_EVENT_HANDLE = b"stub_ipc_handle"
+# KV event streams are not served yet: do not advertise them (vLLM would subscribe).
+CAPABILITIES = tuple(c for c in framing.SERVER_CAPABILITIES if c != CAPABILITY_KV_EVENT_STREAM)
+MAX_KV_READERS = 128
+IMPLEMENTED_TRANSFER_MODES = ("lmcache_driven", "engine_driven")
+
+
+def kv_rank(world_size: int, worker_id: int) -> int:
+    """LMCache's packed rank (compat §7), single node: local world = world, local rank = rank."""
+    return (world_size << 24) | (worker_id << 16) | (world_size << 8) | worker_id
+
+
+@dataclass
+class Registration:
+    """One worker's registered KV cache (lmcache_driven)."""
+
+    instance_id: int
+    model_name: str
+    world_size: int
+    kv: Any  # transfer.KvCacheRegistration
+    registered_at: float = field(default_factory=time.monotonic)
+    last_ping: float | None = None
+
+
+@dataclass
+class Counters:
+    stores: int = 0
+    store_chunks: int = 0
+    store_failures: int = 0
+    retrieves: int = 0
+    retrieve_chunks: int = 0
+    retrieve_failures: int = 0
+    lookups: int = 0
+    lookup_requested_tokens: int = 0
+    lookup_hit_tokens: int = 0
+    allocation_failure_chunks: int = 0
+    reaped: int = 0
+
+
+class ServerCore:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        mp = config.mp
+        self.chunk_size = mp.chunk_size
+        # L1 lives in the engine_driven SHM pool when that path is served (workers copy into it).
+        self.engine = StorageEngine(config.storage_manager, shm_name=engine_driven.l1_pool_name(config))
+        self.hasher = TokenHasher(mp.hash_algorithm, mp.chunk_size)
+        self.sessions = SessionTable(self.hasher, mp.session_ttl_seconds, on_expire=self._release_session)
+        self.copy_pool = transfer.CopyPool(1)
+        self.transfer_modes = self._transfer_modes()
+        self._regs: dict[int, Registration] = {}
+        self._regs_lock = threading.Lock()
+        self._model_groups: dict[str, int] = {}  # model -> number of object groups
+        self._tags = itertools.count(1)
+        self.counters = Counters()
+        self._counters_lock = threading.Lock()
+        self.started_at = time.time()
+        self.engine_driven = engine_driven.EngineDrivenTransfer(self)
+
+    def _transfer_modes(self) -> list[str]:
+        """The transfer modes this server serves: those configured that this build implements."""
+        mode = self.config.mp.supported_transfer_mode
+        wanted = ["lmcache_driven", "engine_driven"] if mode == "auto" else [mode]
+        served = [
+            m
+            for m in wanted
+            if m in IMPLEMENTED_TRANSFER_MODES and (m != "engine_driven" or self.engine.shm_pool is not None)
+        ]
+        for m in wanted:
+            if m not in served:
+                log.warning(
+                    "transfer mode %s is not available in this build yet; its ops answer as unsupported",
+                    m,
+                )
+        return served
+
+    # ------------------------------------------------------------------ table
+
+    def handlers(self) -> dict[str, Callable[..., Any]]:
+        h: dict[str, Callable[..., Any]] = {
+            "noop": lambda ctx: "OK",
+            "get_chunk_size": lambda ctx: self.chunk_size,
+            "get_experimental": lambda ctx: list(CAPABILITIES),
+            "hello": self.hello,
+            "ping": self.ping,
+            "lookup": self.lookup,
+            "query_prefetch_status": self.query_prefetch_status,
+            "wait_prefetch_status": self.wait_prefetch_status,
+            "free_lookup_locks": self.free_lookup_locks,
+            "end_session": self.end_session,
+            "clear": self.clear,
+            "report_block_allocation": lambda ctx, *args: None,
+        }
+        if "lmcache_driven" in self.transfer_modes:
+            h.update(
+                {
+                    "register_kv_cache": self.register_kv_cache,
+                    "unregister_kv_cache": self.unregister_kv_cache,
+                    "store": self.store,
+                    "retrieve": self.retrieve,
+                }
+            )
+        if "engine_driven" in self.transfer_modes:
+            h.update(self.engine_driven.handlers())
+        return h
+
+    # ------------------------------------------------------------------ control ops
+
+    def hello(self, ctx: CallContext, request: HelloRequest) -> Any:
+        resp = framing.hello_response(
+            request,
+            chunk_size=self.chunk_size,
+            hash_algorithm=self.hasher.algorithm,
+            transfer_modes=self.transfer_modes,
+            capabilities=CAPABILITIES,
+            server="lmcache",
+        )
+        ctx.dispatcher.set_capabilities(ctx.identity, resp.enabled)
+        return resp
+
+    def ping(self, ctx: CallContext, instance_id: int | None) -> bool:
+        if instance_id is not None:
+            with self._regs_lock:
+                reg = self._regs.get(instance_id)
+                if reg is not None:
+                    reg.last_ping = time.monotonic()
+            self.engine_driven.touch(instance_id)
+        return True
+
+    def clear(self, ctx: CallContext, force: bool) -> None:
+        self.engine.l1.clear(bool(force))
+
+    # ------------------------------------------------------------------ registration
+
+    def register_kv_cache(
+        self,
+        ctx: CallContext,
+        instance_id: int,
+        kv_cache: list[Any],
+        model_name: str,
+        world_size: int,
+        engine_type: Any,
+        layout_hints: Any,
+        engine_group_infos: list[Any],
+    ) -> None:
+        with self._regs_lock:
+            if instance_id in self._regs:  # re-registration refreshes liveness only
+                self._regs[instance_id].last_ping = time.monotonic()
+                return
+        tensors = []
+        for h in kv_cache:
+            if not isinstance(h, CpuShmIPCData):
+                raise errors.InvalidArgumentError(
+                    f"KV handle type {type(h).__name__} needs the CUDA build; this server maps cpu_shm"
+                )
+            m = h.metadata
+            tensors.append(
+                {
+                    "shm_name": h.shm_name,
+                    "nbytes": h.nbytes,
+                    "dtype": m.dtype,
+                    "shape": list(m.shape),
+                    "stride": list(m.stride),
+                    "storage_offset": m.storage_offset,
+                }
+            )
+        # Without a hint 0.5.6 assumes HND on a CPU host (vLLM's CPU attention layout).
+        kv_layout = getattr(layout_hints, "kv_layout", "HND")
+        if not isinstance(kv_layout, str):
+            kv_layout = "HND"
+        kernel_groups = [list(g.layer_indices) for g in engine_group_infos] or None
+        reg = transfer.KvCacheRegistration.open(
+            tensors, self.chunk_size, kv_layout=kv_layout, kernel_groups=kernel_groups
+        )
+        with self._regs_lock:
+            self._regs[instance_id] = Registration(instance_id, model_name, world_size, reg)
+            self._model_groups[model_name] = max(self._model_groups.get(model_name, 1), reg.num_object_groups)
+        log.info(
+            "registered KV cache of instance %d (%s, world %d): %d layers, %.1f MiB mapped",
+            instance_id,
+            model_name,
+            world_size,
+            reg.num_layers,
+            reg.mapped_bytes / 2**20,
+        )
+
+    def unregister_kv_cache(self, ctx: CallContext, instance_id: int) -> None:
+        with self._regs_lock:
+            reg = self._regs.pop(instance_id, None)
+        if reg is not None:
+            self._close_registration(reg)
+
+    def _close_registration(self, reg: Registration) -> None:
+        names = list(reg.kv.shm_names)
+        reg.kv.close()  # waits for copies in flight, then unmaps synchronously
+        for name in names:  # a dead 0.5.6 client never unlinks its segments
+            if name.lstrip("/").startswith("lmcache_kv_"):
+                transfer.unlink_if_owner_dead(name)
+
+    def reap(self, instance_id: int) -> None:
+        """Unregister a silent worker: unmap its memory (and unlink segments of dead pids)."""
+        with self._regs_lock:
+            reg = self._regs.pop(instance_id, None)
+        if reg is not None:
+            self._close_registration(reg)
+            with self._counters_lock:
+                self.counters.reaped += 1
+
+    def registrations(self) -> list[Registration]:
+        with self._regs_lock:
+            return list(self._regs.values())
+
+    def _registration(self, instance_id: int) -> Registration:
+        with self._regs_lock:
+            reg = self._regs.get(instance_id)
+        if reg is None:
+            raise errors.NotFoundError(f"instance {instance_id} has no registered KV cache")
+        return reg
+
+    # ------------------------------------------------------------------ keys
+
+    def _chunk_range(self, key: IPCCacheServerKey) -> tuple[int, int]:
+        c = self.chunk_size
+        n_tokens = min(key.end, len(key.token_ids))
+        first = key.start // c
+        last = n_tokens // c  # only full chunks
+        return first, max(first, last)
+
+    def _keys(self, hashes: list[bytes], key: IPCCacheServerKey, rank: int, group: int) -> Any:
+        return nkeys.make_keys(hashes, key.model_name, kv_rank(key.world_size, rank), group, key.cache_salt)
+
+    # ------------------------------------------------------------------ lookup
+
+    def lookup(self, ctx: CallContext, key: IPCCacheServerKey, tp_size: int) -> None:
+        """Lock the longest prefix held by every rank and object group; the result is read
+        with query/wait_prefetch_status. L1 only for now, so it completes before the reply."""
+        readers = key.num_kv_readers
+        if readers < 1:
+            raise errors.InvalidArgumentError(
+                "num_kv_readers is 0: this LMCache client is too old; upgrade it (0.5.6 or newer)"
+            )
+        readers = min(readers, MAX_KV_READERS)
+        session = self.sessions.get(key.request_id)
+        first, last = 0, self._chunk_range(key)[1]
+        with session.lock:
+            self._release_locks(session)  # a repeated lookup replaces the previous one
+            hashes = session.hashes(key.token_ids, last)
+            session.model_name, session.cache_salt, session.world_size = (
+                key.model_name,
+                key.cache_salt,
+                key.world_size,
+            )
+            groups = self._model_groups.get(key.model_name, 1)
+            prefix = last - first
+            locked: dict[tuple[int, int], int] = {}
+            for rank in range(key.world_size):
+                for g in range(groups):
+                    views = self.engine.l1.reserve_read_prefix(self._keys(hashes, key, rank, g), readers)
+                    locked[(rank, g)] = len(views)
+                    prefix = min(prefix, len(views))
+            # Keep locks on the common prefix only; release the over-hit tail at once.
+            for (rank, g), n in locked.items():
+                if n > prefix:
+                    tail = self._keys(hashes[prefix:n], key, rank, g)
+                    for _ in range(readers):
+                        self.engine.l1.finish_read(tail)
+                session.lookup_locks[(rank, g)] = LookupLocks(prefix, readers)
+            session.lookup_result = prefix
+            session.lookup_hashes = hashes[:prefix]
+            session.lookup_done.set()
+        with self._counters_lock:
+            self.counters.lookups += 1
+            self.counters.lookup_requested_tokens += last * self.chunk_size
+            self.counters.lookup_hit_tokens += prefix * self.chunk_size
+
+    def query_prefetch_status(self, ctx: CallContext, request_id: str) -> int | None:
+        session = self.sessions.find(request_id)
+        if session is None:
+            return 0
+        with session.lock:
+            if not session.lookup_done.is_set():
+                return None
+            result = session.lookup_result
+            session.lookup_result = None  # the final value is returned exactly once
+            return 0 if result is None else result
+
+    def wait_prefetch_status(self, ctx: CallContext, request_id: str, timeout: float) -> int | None:
+        session = self.sessions.find(request_id)
+        if session is None:
+            return 0
+        if not session.lookup_done.wait(max(0.0, min(float(timeout), 300.0))):
+            return None
+        return self.query_prefetch_status(ctx, request_id)
+
+    def free_lookup_locks(self, ctx: CallContext, key: IPCCacheServerKey, tp_size: int) -> None:
+        """Release the locks of chunks [start, end) that no retrieve will consume."""
+        session = self.sessions.find(key.request_id)
+        if session is None:
+            return
+        first, last = self._chunk_range(key)
+        with session.lock:
+            self._release_locks(session, first, last)
+
+    def end_session(self, ctx: CallContext, request_id: str) -> None:
+        session = self.sessions.pop(request_id)
+        if session is not None:
+            self._release_session(session)
+
+    def _release_session(self, session: Session) -> None:
+        with session.lock:
+            self._release_locks(session)
+
+    def _release_locks(self, session: Session, first: int = 0, last: int | None = None) -> None:
+        """Release the unconsumed lookup locks of chunks [first, last). REQUIRES: session.lock."""
+        hashes = session.lookup_hashes
+        if not session.lookup_locks or not hashes:
+            session.lookup_locks.clear()
+            return
+        for (rank, g), locks in list(session.lookup_locks.items()):
+            stop = locks.chunks if last is None else min(last, locks.chunks)
+            for i in range(first, stop):
+                remaining = locks.readers - locks.consumed.get(i, 0)
+                if remaining <= 0:
+                    continue
+                k = nkeys.make_keys(
+                    [hashes[i]],
+                    session.model_name,
+                    kv_rank(session.world_size, rank),
+                    g,
+                    session.cache_salt,
+                )
+                for _ in range(remaining):
+                    self.engine.l1.finish_read(k)
+                locks.consumed[i] = locks.readers
+            if last is None:
+                del session.lookup_locks[(rank, g)]
+
+    # ------------------------------------------------------------------ data ops
+
+    def store(
+        self,
+        ctx: CallContext,
+        key: IPCCacheServerKey,
+        instance_id: int,
+        block_ids: list[list[int]],
+        event: bytes,
+    ) -> tuple[bytes, bool]:
+        reg = self._registration(instance_id)
+        if key.worker_id is None:
+            raise errors.InvalidArgumentError("store needs worker_id")
+        first, last = self._chunk_range(key)
+        if last <= first:
+            return (event or STUB_EVENT_HANDLE, True)
+        session = self.sessions.get(key.request_id)
+        with session.lock:
+            hashes = session.hashes(key.token_ids, last)[first:last]
+        tag = next(self._tags)
+        try:
+            for g in range(reg.kv.num_object_groups):
+                keys = self._keys(hashes, key, key.worker_id, g)
+                transfer.store_chunks(
+                    self.engine.l1, reg.kv, keys, block_ids, object_group=g, tag=tag, pool=self.copy_pool
+                )
+        except errors.NoSpaceError:
+            with self._counters_lock:
+                self.counters.store_failures += 1
+                self.counters.allocation_failure_chunks += last - first
+            raise
+        with self._counters_lock:
+            self.counters.stores += 1
+            self.counters.store_chunks += last - first
+        return (event or STUB_EVENT_HANDLE, True)
+
+    def retrieve(
+        self,
+        ctx: CallContext,
+        key: IPCCacheServerKey,
+        instance_id: int,
+        block_ids: list[list[int]],
+        event: bytes,
+        skip_first_n_tokens: int,
+    ) -> tuple[bytes, bool]:
+        reg = self._registration(instance_id)
+        if key.worker_id is None:
+            raise errors.InvalidArgumentError("retrieve needs worker_id")
+        first, last = self._chunk_range(key)
+        if last <= first:
+            return (event or STUB_EVENT_HANDLE, True)
+        session = self.sessions.get(key.request_id)
+        ok = True
+        with session.lock:
+            hashes = session.hashes(key.token_ids, last)[first:last]
+            for g in range(reg.kv.num_object_groups):
+                locks = session.lookup_locks.get((key.worker_id, g))
+                consume = locks is not None and last <= locks.chunks
+                keys = self._keys(hashes, key, key.worker_id, g)
+                n = transfer.retrieve_chunks(
+                    self.engine.l1,
+                    reg.kv,
+                    keys,
+                    block_ids,
+                    object_group=g,
+                    skip_first_n_tokens=skip_first_n_tokens,
+                    consume_lookup_locks=consume,
+                    pool=self.copy_pool,
+                )
+                if consume and locks is not None:
+                    for i in range(first, first + n):
+                        locks.consumed[i] = locks.consumed.get(i, 0) + 1
+                if n < last - first:
+                    ok = False
+        with self._counters_lock:
+            self.counters.retrieves += 1
+            self.counters.retrieve_chunks += last - first
+            if not ok:
+                self.counters.retrieve_failures += 1
+        return (event or STUB_EVENT_HANDLE, ok)
+
+    def reset_counters(self) -> None:
+        with self._counters_lock:
+            self.counters = Counters()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        self.engine_driven.close()
+        with self._regs_lock:
+            regs = list(self._regs.values())
+            self._regs.clear()
+        for reg in regs:
+            self._close_registration(reg)
