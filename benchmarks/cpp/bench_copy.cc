@@ -1,9 +1,10 @@
 // bench_copy: can a put into L1 run at memcpy speed?
 //
 // Measures, interleaved in one run (so machine noise hits all cases alike):
-//   memcpy      glibc memcpy of 32 MiB between two pre-faulted buffers: the
-//               physical limit of a single-threaded copy here;
-//   arena       the L1 put path: Allocator::Allocate(32 MiB) in a lazy arena
+//   memcpy      glibc memcpy of one object (32 MiB unless given) between two
+//               pre-faulted buffers: the physical limit of a single-threaded
+//               copy here;
+//   arena       the L1 put path: Allocator::Allocate(object) in a lazy arena
 //               kept pre-faulted ahead of the high-water mark (as the L1
 //               prefault thread does), memcpy source -> object; objects are
 //               churned (a random live object is freed per put) so freed
@@ -12,7 +13,7 @@
 //               what the prefault machinery saves.
 // Reports GB/s (1e9 bytes/s) median/min/max per case and arena/memcpy.
 //
-// Usage: bench_copy [reps (default 40)]
+// Usage: bench_copy [reps (default 40)] [object MiB (default 32)]
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -36,7 +37,7 @@ using lmcache::Arena;
 using lmcache::ArenaOptions;
 
 constexpr uint64_t kMiB = 1ull << 20;
-constexpr uint64_t kObject = 32 * kMiB;
+uint64_t g_object = 32 * kMiB;  // object size; argv[2] in MiB
 constexpr int kLiveObjects = 8;                // occupancy during the churn
 constexpr uint64_t kPrefaultWindow = 256 * kMiB;  // the L1 default
 constexpr int kWarmup = 5;
@@ -80,9 +81,12 @@ volatile uint8_t g_sink;
 
 int main(int argc, char** argv) {
   const int reps = argc > 1 ? std::max(20, std::atoi(argv[1])) : 40;
+  if (argc > 2) {
+    g_object = std::clamp<uint64_t>(std::strtoull(argv[2], nullptr, 10), 1, 96) * kMiB;
+  }
 
-  uint8_t* src = MapFaulted(kObject, 0x5a);
-  uint8_t* dst = MapFaulted(kObject, 0);
+  uint8_t* src = MapFaulted(g_object, 0x5a);
+  uint8_t* dst = MapFaulted(g_object, 0);
 
   // Warm arena: lazy, 1 GiB capacity, 256 MiB initially usable.
   ArenaOptions warm_opts;
@@ -99,7 +103,7 @@ int main(int argc, char** argv) {
 
   // Cold arena: big enough for every cold rep to land on fresh memory.
   ArenaOptions cold_opts;
-  cold_opts.capacity_bytes = (reps + kWarmup + 1) * kObject;
+  cold_opts.capacity_bytes = (reps + kWarmup + 1) * g_object;
   cold_opts.lazy = true;
   auto cold_or = Arena::Create(cold_opts);
   if (!cold_or.ok()) {
@@ -121,14 +125,14 @@ int main(int argc, char** argv) {
       live.pop_back();
     }
     const double t0 = NowSeconds();
-    Allocation a = alloc.Allocate(kObject);
+    Allocation a = alloc.Allocate(g_object);
     if (!a.valid()) {
       std::fprintf(stderr, "allocation failed\n");
       std::exit(1);
     }
-    std::memcpy(arena.base() + a.offset, src, kObject);
+    std::memcpy(arena.base() + a.offset, src, g_object);
     const double t1 = NowSeconds();
-    g_sink = arena.base()[a.offset + kObject - 1];
+    g_sink = arena.base()[a.offset + g_object - 1];
     live.push_back(a);
     *seconds = t1 - t0;
     // Background work, untimed: keep the window ahead of the high-water mark.
@@ -145,24 +149,24 @@ int main(int argc, char** argv) {
   std::vector<double> memcpy_gbps, arena_gbps, cold_gbps;
   for (int i = 0; i < kWarmup + reps; ++i) {
     const double t0 = NowSeconds();
-    std::memcpy(dst, src, kObject);
+    std::memcpy(dst, src, g_object);
     const double t1 = NowSeconds();
-    g_sink = dst[kObject - 1];
+    g_sink = dst[g_object - 1];
 
     double put_s = 0;
     put(&put_s);
 
     uint8_t* fresh = cold.base() + cold_next;
-    cold_next += kObject;
+    cold_next += g_object;
     const double t2 = NowSeconds();
-    std::memcpy(fresh, src, kObject);
+    std::memcpy(fresh, src, g_object);
     const double t3 = NowSeconds();
-    g_sink = fresh[kObject - 1];
+    g_sink = fresh[g_object - 1];
 
     if (i >= kWarmup) {
-      memcpy_gbps.push_back(Gbps(kObject, t1 - t0));
-      arena_gbps.push_back(Gbps(kObject, put_s));
-      cold_gbps.push_back(Gbps(kObject, t3 - t2));
+      memcpy_gbps.push_back(Gbps(g_object, t1 - t0));
+      arena_gbps.push_back(Gbps(g_object, put_s));
+      cold_gbps.push_back(Gbps(g_object, t3 - t2));
     }
   }
 
@@ -172,8 +176,8 @@ int main(int argc, char** argv) {
   const double ratio = a.median / m.median;
   const auto st = alloc.Stats();
 
-  std::printf("bench_copy: 32 MiB objects, %d reps after %d warm-up, GB/s = 1e9 B/s\n", reps,
-              kWarmup);
+  std::printf("bench_copy: %llu MiB objects, %d reps after %d warm-up, GB/s = 1e9 B/s\n",
+              static_cast<unsigned long long>(g_object / kMiB), reps, kWarmup);
   std::printf("%-34s %8s %8s %8s\n", "case", "median", "min", "max");
   std::printf("%-34s %8.2f %8.2f %8.2f\n", "memcpy (pre-faulted buffers)", m.median, m.min, m.max);
   std::printf("%-34s %8.2f %8.2f %8.2f\n", "arena put (alloc + memcpy)", a.median, a.min, a.max);
@@ -190,10 +194,10 @@ int main(int argc, char** argv) {
       "\"arena_gbps\":{\"median\":%.3f,\"min\":%.3f,\"max\":%.3f},"
       "\"arena_cold_gbps\":{\"median\":%.3f,\"min\":%.3f,\"max\":%.3f},"
       "\"ratio_arena_memcpy\":%.4f,\"high_water_mark\":%llu,\"prefaulted_bytes\":%llu}\n",
-      static_cast<unsigned long long>(kObject), reps, m.median, m.min, m.max, a.median, a.min,
+      static_cast<unsigned long long>(g_object), reps, m.median, m.min, m.max, a.median, a.min,
       a.max, c.median, c.min, c.max, ratio, static_cast<unsigned long long>(st.high_water_mark),
       static_cast<unsigned long long>(arena.prefaulted_bytes()));
-  munmap(src, kObject);
-  munmap(dst, kObject);
+  munmap(src, g_object);
+  munmap(dst, g_object);
   return 0;
 }

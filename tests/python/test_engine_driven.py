@@ -155,6 +155,34 @@ def _chunks(n: int, seed: int) -> list[np.ndarray]:
     return [rng.standard_normal(SHAPE).astype(np.float16) for _ in range(n)]
 
 
+def test_native_l1_in_shared_memory() -> None:
+    from lmcache._native import keys, l1
+
+    name = f"lmcache_test_native_{os.getpid()}"
+    store = l1.L1Store(1 << 22, lazy=True, shm_name="/" + name)
+    try:
+        assert store.shm_name == name and os.path.exists(f"/dev/shm/{name}")
+        ks = keys.make_keys([bytes([i]) * 32 for i in range(3)], "m", 0)
+        bufs = store.reserve_write(ks, 8192, tag=1)
+        offsets = store.offsets([*bufs, None])
+        assert offsets[3] is None and sorted(o for o in offsets if o is not None) == [0, 8192, 16384]
+        target = bufs[1]
+        assert target is not None
+        target[:4] = b"abcd"
+        with open(f"/dev/shm/{name}", "rb") as f:
+            f.seek(offsets[1] or 0)
+            assert f.read(4) == b"abcd"
+        with pytest.raises(errors.InvalidArgumentError, match="not an object of this L1 store"):
+            store.offsets([bytearray(16)])
+        with pytest.raises(errors.AlreadyExistsError):
+            l1.L1Store(1 << 20, shm_name=name)
+        assert store.unlink_shm() is True and store.unlink_shm() is False
+        assert not os.path.exists(f"/dev/shm/{name}")
+        assert l1.L1Store(1 << 20).shm_name == ""
+    finally:
+        store.unlink_shm()
+
+
 def test_register_advertises_the_pool(server: Server) -> None:
     with _client(server) as c:
         assert "engine_driven" in c.hello().transfer_modes

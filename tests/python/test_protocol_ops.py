@@ -152,9 +152,10 @@ def test_failure_values_encode_as_their_reply_type() -> None:
             assert rep.value == op.failure_reply("why")
 
 
-def test_prepare_store_failure_tells_the_client_to_skip() -> None:
+def test_prepare_store_failure_is_not_a_skip() -> None:
+    """Empty slot lists mean "already stored"; a failure must never look like that."""
     value = OPS_BY_NAME["prepare_store"].failure_reply("")
-    assert value.context.slots == [] and value.context.chunk_indices == []
+    assert value.context.slots is msgspec.UNSET and value.context.chunk_indices is msgspec.UNSET
 
 
 def test_server_module_call_failure_carries_the_message() -> None:

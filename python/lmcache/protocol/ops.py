@@ -48,7 +48,6 @@ from lmcache.protocol.types import (
     ServerModuleCallRequest,
     ServerModuleCallResponse,
     SessionId,
-    SlotContext,
     TaskId,
     TransferChannelAddress,
 )
@@ -352,7 +351,9 @@ OPS: tuple[OpSpec, ...] = (
         Area.ENGINE_DRIVEN,
         "Reserve staging objects in the pool; reply {context: {slots, chunk_indices}} (empty = skip).",
         failure=FailureMode.VALUE,
-        failure_value=lambda _: PrepareStoreResponse(context=SlotContext(slots=[], chunk_indices=[])),
+        # Not "empty slots" (that means "already stored, skip": a 0.5.6 client would then report
+        # a failed store as ok). An unset context makes it fall back, and its commit gets false.
+        failure_value=lambda _: PrepareStoreResponse(),
     ),
     _op(
         "commit_store",

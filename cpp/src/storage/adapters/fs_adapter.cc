@@ -543,12 +543,12 @@ class FsAdapter final : public L2Adapter {
       bits[i] = b.ok[i] != 0;
       all = all && bits[i];
     }
+    pending_.fetch_sub(1);  // before the result is visible: a caller holding it sees no pending task
     switch (b.kind) {
       case Kind::kStore: completions_->PublishStore(b.id, L2StoreResult{all, std::move(bits), b.bytes.load()}); break;
       case Kind::kLookup: completions_->PublishLookup(b.id, std::move(bits)); break;
       case Kind::kLoad: completions_->PublishLoad(b.id, std::move(bits)); break;
     }
-    pending_.fetch_sub(1);
   }
 
   // The LMCache file name of `key`; false if the key cannot be a file name
