@@ -153,6 +153,15 @@ def test_real_bench_lmcache_driven_interval_0(
     assert results["pass_rate"] == 100.0
 
 
+def test_real_bench_engine_driven_interval_0(
+    lmcache056: Path, server: tuple[int, int], tmp_path: Path
+) -> None:
+    results = _results(_bench(lmcache056, server, tmp_path, "--transfer-mode", "engine_driven"))
+    assert results["total_requests"] == 20
+    assert results["checksum_fail"] == 0
+    assert results["pass_rate"] == 100.0
+
+
 def test_real_cli_against_our_server(lmcache_cli: Path, server: tuple[int, int]) -> None:
     url = f"http://127.0.0.1:{server[1]}"
     exe = str(lmcache_cli / "bin" / "lmcache")
