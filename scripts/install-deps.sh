@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs the system packages the build and the tests need, on a fresh
-# Debian machine (run as root, or with sudo available). Idempotent.
+# Installs the system packages lmcache needs on a fresh Debian machine (as root, or with sudo).
+# Idempotent. `install-deps.sh build`: what `pip install .` needs (compiler, CMake, headers);
+# `install-deps.sh` or `install-deps.sh test`: that plus the test tools (gtest, clang).
 set -euo pipefail
-pkgs=(cmake ninja-build g++ libgtest-dev libgmock-dev clang nlohmann-json3-dev)
+pkgs=(cmake ninja-build g++ nlohmann-json3-dev)
+if [ "${1:-test}" != build ]; then
+  pkgs+=(libgtest-dev libgmock-dev clang)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
