@@ -543,7 +543,7 @@ BENCH_ARGS = shlex.split(
 def _start_server(tmp: Path) -> tuple[subprocess.Popen[str], int, int, Path]:
     """Our server as a separate process (as the task runs it), ports read from its ready line."""
     log_path = tmp / "server.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "python")}
+    env = dict(os.environ)  # the lmcache under test: installed, or the tree via the caller's PYTHONPATH
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "lmcache", "server", *SERVER_ARGS],
