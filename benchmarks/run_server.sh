@@ -15,6 +15,8 @@
 #                        (--l1-size-gb 4 --eviction-policy LRU; 0.5.6 also gets
 #                        --supported-transfer-mode auto, and --shm-name for engine_driven),
 #                        for M = lmcache_driven and engine_driven;
+#    with CLIENTS="lmcache ours" the bench also runs with our own, leaner `python -m lmcache
+#    bench server` client (same flags), to tell server time from client time;
 #    every server is stopped (SIGINT to its process group) after its run, and the /dev/shm
 #    segments of the processes the run started are removed;
 # 4. appends one JSON line per measurement (with /proc/loadavg before and after, and the busy
@@ -23,7 +25,8 @@
 #    with ratios ours / LMCache and against the memcpy floor (also as a Markdown table).
 #
 # Knobs (environment): ROUNDS=3 L1_GB=4 START=0 END=20 INTERVAL=0.2 STARTUP_L1_GB=2
-# LMCACHE_VENV=/opt/lmcache-0.5.6-venv SKIP_BUILD=0 MODES="lmcache_driven engine_driven".
+# LMCACHE_VENV=/opt/lmcache-0.5.6-venv SKIP_BUILD=0 MODES="lmcache_driven engine_driven"
+# CLIENTS=lmcache SKIP_STARTUP=0.
 # About 15 minutes on a busy 2-core machine.
 set -euo pipefail
 
@@ -37,6 +40,7 @@ END="${END:-20}"
 INTERVAL="${INTERVAL:-0.2}"
 STARTUP_L1_GB="${STARTUP_L1_GB:-2}"
 MODES="${MODES:-lmcache_driven engine_driven}"
+CLIENTS="${CLIENTS:-lmcache}"
 LMCACHE_VENV="${LMCACHE_VENV:-/opt/lmcache-0.5.6-venv}"
 BUILD="$ROOT/build/bench"
 PY_SYS="$(command -v python3)"
@@ -65,7 +69,7 @@ mkdir -p "$LOGS"
 echo "== results: $OUT (log: $LOG, server/client logs: $LOGS)"
 {
   echo "# server benchmarks $STAMP on $(hostname), $(nproc) cores, git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "# ROUNDS=$ROUNDS L1_GB=$L1_GB START=$START END=$END INTERVAL=$INTERVAL STARTUP_L1_GB=$STARTUP_L1_GB MODES=$MODES"
+  echo "# ROUNDS=$ROUNDS L1_GB=$L1_GB START=$START END=$END INTERVAL=$INTERVAL STARTUP_L1_GB=$STARTUP_L1_GB MODES=$MODES CLIENTS=$CLIENTS"
   echo "# load at start: $(cat /proc/loadavg)"
 } | tee -a "$LOG"
 
@@ -73,8 +77,8 @@ echo "== /dev/shm: stale segments of dead pids" | tee -a "$LOG"
 "$PY_SYS" "$HELPER" shm-clean | tee -a "$LOG"
 
 common=(--out "$OUT" --lmcache-venv "$LMCACHE_VENV")
-bench() { # impl mode round
-  "$PY_SYS" "$HELPER" bench --impl "$1" --mode "$2" --round "$3" --l1-size-gb "$L1_GB" \
+bench() { # impl mode round client
+  "$PY_SYS" "$HELPER" bench --impl "$1" --mode "$2" --round "$3" --client "$4" --l1-size-gb "$L1_GB" \
     --start "$START" --end "$END" --interval "$INTERVAL" --keep-logs "$LOGS" "${common[@]}" | tee -a "$LOG"
 }
 startup() { # impl round
@@ -86,9 +90,13 @@ for ((i = 1; i <= ROUNDS; i++)); do
   echo "== round $i/$ROUNDS (load $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$LOG"
   if ((i % 2)); then order=(ours lmcache); else order=(lmcache ours); fi
   "$PY_SYS" "$HELPER" memcpy --round "$i" --out "$OUT" --bench-copy "$BUILD/bench_copy" | tee -a "$LOG"
-  for impl in "${order[@]}"; do startup "$impl" "$i"; done
+  if [ "${SKIP_STARTUP:-0}" != "1" ]; then
+    for impl in "${order[@]}"; do startup "$impl" "$i"; done
+  fi
   for mode in $MODES; do
-    for impl in "${order[@]}"; do bench "$impl" "$mode" "$i"; done
+    for client in $CLIENTS; do
+      for impl in "${order[@]}"; do bench "$impl" "$mode" "$i" "$client"; done
+    done
   done
 done
 echo "== done in $((SECONDS - T0)) s; load at end: $(cat /proc/loadavg)" | tee -a "$LOG"

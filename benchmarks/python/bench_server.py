@@ -7,9 +7,12 @@ with ``PYTHONPATH`` removed, so it imports the real 0.5.6 and never our package.
     bench_server.py bench --impl ours|lmcache --mode lmcache_driven|engine_driven --round I --out FILE
         starts a FRESH server (ours: --port 0, ports read from its "ready" log line; 0.5.6: free
         ports, --supported-transfer-mode auto, and for engine_driven an explicit --shm-name),
-        waits for GET /healthcheck, runs 0.5.6's ``lmcache bench server --mode cpu`` against it,
-        stops the server, removes the /dev/shm segments this run left (only those of the
-        processes it started), and appends one JSON line;
+        waits for GET /healthcheck, runs 0.5.6's ``lmcache bench server --mode cpu`` against it
+        (``--client ours``: our own ``python -m lmcache bench server``, a leaner client, to
+        separate server time from client time), stops the server, removes the /dev/shm
+        segments this run left (only those of the processes it started), and appends one JSON
+        line; it also records the server's CPU time and page faults while the client ran
+        (/proc/<pid>/stat) and the client's (wait4 rusage, start-up included);
     bench_server.py startup --impl ours|lmcache --round I --out FILE
         launches a server with --l1-size-gb 2 on free ports, polls ZMQ ``noop`` (MPClient) until
         the first answer, then samples the server's RSS (its process tree, /proc/<pid>/status)
@@ -31,6 +34,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -38,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterable
@@ -120,6 +125,23 @@ def children_of(pid: int) -> list[int]:
         out.extend(kids)
         frontier.extend(kids)
     return out
+
+
+def proc_counters(pid: int) -> dict[str, float]:
+    """CPU seconds (all threads) and page faults of one process so far, from /proc/<pid>/stat."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return {}
+    f = stat[stat.rindex(")") + 2 :].split()
+    hz = os.sysconf("SC_CLK_TCK")
+    # fields after the command: state(0) ppid(1) ... minflt(7) cminflt(8) majflt(9) cmajflt(10)
+    # utime(11) stime(12)
+    return {"cpu_s": (int(f[11]) + int(f[12])) / hz, "minflt": int(f[7]), "majflt": int(f[9])}
+
+
+def counters_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: round(after[k] - before[k], 3) for k in before if k in after}
 
 
 def status_kb(pid: int) -> dict[str, int]:
@@ -215,6 +237,7 @@ class Server:
         port: int = 0,
         http_port: int = 0,
         shm_name: str | None = None,
+        extra: list[str] | None = None,
     ) -> None:
         self.impl = impl
         self.log_path = workdir / f"server-{impl}.log"
@@ -232,6 +255,7 @@ class Server:
             cmd += ["--supported-transfer-mode", "auto"]
         if shm_name:
             cmd += ["--shm-name", shm_name]
+        cmd += extra or []
         self.cmd = cmd
         self.port = port
         self.http_port = http_port
@@ -330,6 +354,25 @@ BENCH_KEYS = {
 }
 
 
+def wait_with_rusage(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, dict[str, float]]:
+    """Wait for ``proc`` (its group is killed after ``timeout``); returns (rc, its rusage)."""
+
+    def kill() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    try:
+        _, status, ru = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    rc = 124 if proc.returncode == -signal.SIGKILL else proc.returncode
+    usage = {"cpu_s": round(ru.ru_utime + ru.ru_stime, 3), "minflt": ru.ru_minflt, "majflt": ru.ru_majflt}
+    return rc, usage
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     venv = Path(a.lmcache_venv)
     workdir = Path(tempfile.mkdtemp(prefix="lmc-srvbench-"))
@@ -339,6 +382,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
         "kind": "bench",
         "impl": a.impl,
         "mode": a.mode,
+        "client": a.client,
         "round": a.round,
         "loadavg_before": loadavg(),
     }
@@ -350,32 +394,34 @@ def cmd_bench(a: argparse.Namespace) -> int:
     t_start = time.monotonic()
     ticks0 = cpu_ticks()
     try:
-        server = Server(a.impl, venv, a.l1_size_gb, workdir, shm_name=shm_name)
+        server = Server(
+            a.impl, venv, a.l1_size_gb, workdir, shm_name=shm_name, extra=shlex.split(a.server_args)
+        )
         pats.append(re.compile(rf"^lmcache_l1_pool_{server.pid}_"))
         rec["server_cmd"] = " ".join(server.cmd)
         rec["server_ready_s"] = round(server.wait_ready(), 3)
         out_json = workdir / "bench.json"
-        cmd = [str(venv / "bin" / "lmcache"), "bench", "server", "--mode", "cpu"]
+        if a.client == THEIRS:
+            cmd, client_env = [str(venv / "bin" / "lmcache")], lmc_env()
+        else:
+            cmd, client_env = [sys.executable, "-m", "lmcache"], ours_env()
+        cmd += ["bench", "server", "--mode", "cpu"]
         cmd += ["--transfer-mode", a.mode, "--rpc-url", f"tcp://127.0.0.1:{server.port}"]
         cmd += ["--url", f"http://127.0.0.1:{server.http_port}", "--start", str(a.start), "--end", str(a.end)]
         cmd += ["--interval", f"{a.interval:g}", "--format", "json", "--output", str(out_json)]
         rec["bench_cmd"] = " ".join(cmd)
         rec["loadavg_bench_start"] = loadavg()
         ticks1 = cpu_ticks()
+        srv0 = proc_counters(server.pid)
         t_bench = time.monotonic()
         with open(workdir / "bench.log", "wb") as log:
             client = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=lmc_env(), cwd=workdir, start_new_session=True
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=client_env, cwd=workdir, start_new_session=True
             )
             pats.append(re.compile(rf"^lmcache_kv_{client.pid}_"))
-            try:
-                rec["rc"] = client.wait(a.timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(client.pid, signal.SIGKILL)
-                client.wait()
-                rec["rc"] = 124
+            rec["rc"], rec["client_rusage"] = wait_with_rusage(client, a.timeout)
         rec["bench_wall_s"] = round(time.monotonic() - t_bench, 2)
+        rec["server_during_bench"] = counters_delta(srv0, proc_counters(server.pid))
         rec["busy_cores_during_bench"] = busy_cores(ticks1, cpu_ticks())
         rec["loadavg_bench_end"] = loadavg()
         rec["server_after_bench"] = tree_rss(server.pid)
@@ -403,12 +449,13 @@ def cmd_bench(a: argparse.Namespace) -> int:
         rec["loadavg_after"] = loadavg()
         append(a.out, rec)
         if a.keep_logs:
-            dst = Path(a.keep_logs) / f"r{a.round}-{a.impl}-{a.mode}"
+            dst = Path(a.keep_logs) / f"r{a.round}-{a.impl}-{a.mode}-client-{a.client}"
             shutil.copytree(workdir, dst, dirs_exist_ok=True)
         shutil.rmtree(workdir, ignore_errors=True)
     r = rec.get("result", {})
     print(
-        f"  [{a.round}] bench {a.impl:7s} {a.mode:14s} rc={rec.get('rc')} pass={r.get('pass_rate')} "
+        f"  [{a.round}] bench {a.impl:7s} {a.mode:14s} client {a.client:7s} rc={rec.get('rc')} "
+        f"pass={r.get('pass_rate')} "
         f"lookup={r.get('cold_lookup_p50_ms')}/{r.get('warm_lookup_p50_ms')} ms "
         f"store={r.get('store_p50_ms')} "
         f"retrieve={r.get('retrieve_p50_ms')} ms  {rec['wall_s']:.0f}s load {rec['loadavg_after'].split()[0]}"
@@ -578,15 +625,20 @@ def summarize(path: str) -> dict[str, Any]:
     out["floor_ms_all"] = floors
     out["memcpy_gbps"] = _median(gbps)
     out["numpy_gbps"] = _median(npg)
-    bench: dict[tuple[str, str], dict[str, list[float]]] = {}
+    bench: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     for r in recs:
         if r["kind"] != "bench" or "result" not in r:
             continue
-        d = bench.setdefault((r["impl"], r["mode"]), {})
+        d = bench.setdefault((r["impl"], r["mode"], r.get("client", THEIRS)), {})
         for k, v in r["result"].items():
             if v is not None:
                 d.setdefault(k, []).append(float(v))
         d.setdefault("pickle", []).append(1.0 if r.get("server_pickle_fallback") else 0.0)
+        n = (r.get("metrics") or {}).get("results", {}).get("total_requests")
+        srv = r.get("server_during_bench") or {}
+        if n and "cpu_s" in srv:
+            d.setdefault("server_cpu_ms_per_seq", []).append(srv["cpu_s"] * 1000 / n)
+            d.setdefault("server_minflt_per_seq", []).append(srv["minflt"] / n)
     out["bench"] = bench
     start: dict[str, dict[str, list[float]]] = {}
     for r in recs:
@@ -608,7 +660,11 @@ METRICS = [
     ("warm lookup p50, ms", "warm_lookup_p50_ms", False),
     ("retrieve p50, ms", "retrieve_p50_ms", True),
     ("pass rate, %", "pass_rate", False),
+    ("server CPU per sequence, ms", "server_cpu_ms_per_seq", False),
+    ("server minor faults per sequence", "server_minflt_per_seq", False),
 ]
+INFO_ONLY = ("pass_rate", "server_cpu_ms_per_seq", "server_minflt_per_seq")
+CLIENT_TITLE = {THEIRS: "LMCache 0.5.6 bench client", OURS: "our bench client (diagnosis)"}
 
 
 def cmd_summarize(a: argparse.Namespace) -> int:
@@ -626,11 +682,18 @@ def cmd_summarize(a: argparse.Namespace) -> int:
             f"{'mode':15s} {'metric':22s} {'ours':>22s} {'LMCache 0.5.6':>22s} {'ratio':>7s} {'floor x':>13s}"
         )
     verdicts: list[str] = []
-    for mode in ("lmcache_driven", "engine_driven"):
-        o = s["bench"].get((OURS, mode), {})
-        t = s["bench"].get((THEIRS, mode), {})
+    clients = [c for c in (THEIRS, OURS) if any(k[2] == c for k in s["bench"])]
+    for client, mode in ((c, m) for c in clients for m in ("lmcache_driven", "engine_driven")):
+        o = s["bench"].get((OURS, mode, client), {})
+        t = s["bench"].get((THEIRS, mode, client), {})
+        if not o and not t:
+            continue
+        if client != THEIRS:
+            mode = f"{mode} ({CLIENT_TITLE[client]})"
         for label, key, vs_floor in METRICS:
             ov, tv = o.get(key, []), t.get(key, [])
+            if not ov and not tv:
+                continue
             om, tm = _median(ov), _median(tv)
             ratio = om / tm if om is not None and tm else None
             fl = ""
@@ -638,12 +701,12 @@ def cmd_summarize(a: argparse.Namespace) -> int:
                 fl = f"{_fmt(om / floor if om else None)}× / {_fmt(tm / floor if tm else None)}×"
             ocell = f"{_fmt(om)} ({_range(ov)})"
             tcell = f"{_fmt(tm)} ({_range(tv)})"
-            rcell = "" if key == "pass_rate" else f"{_fmt(ratio)}"
+            rcell = "" if key in INFO_ONLY else f"{_fmt(ratio)}"
             if md:
                 lines.append(f"| {mode} | {label} | {ocell} | {tcell} | {rcell} | {fl} |")
             else:
                 lines.append(f"{mode:15s} {label:22s} {ocell:>22s} {tcell:>22s} {rcell:>7s} {fl:>13s}")
-            if key == "pass_rate":
+            if key in INFO_ONLY or client != THEIRS:
                 continue
             if ratio is not None:
                 ok = ratio <= 0.5
@@ -657,11 +720,12 @@ def cmd_summarize(a: argparse.Namespace) -> int:
                     f"{'MET' if ok else 'MISSED'}"
                 )
     st = s["startup"]
-    for label, key, nd in (
+    startup_rows = (
         ("first answered noop, s", "first_noop_s", 3),
         ("/healthcheck 200, s", "healthcheck_s", 3),
         ("idle RSS, --l1-size-gb 2, GB", "idle_rss_gb", 3),
-    ):
+    )
+    for label, key, nd in startup_rows if st else ():
         ov, tv = st.get(OURS, {}).get(key, []), st.get(THEIRS, {}).get(key, [])
         om, tm = _median(ov), _median(tv)
         ratio = om / tm if om is not None and tm else None
@@ -724,11 +788,13 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench")
     common(b)
     b.add_argument("--mode", choices=["lmcache_driven", "engine_driven"], required=True)
+    b.add_argument("--client", choices=[THEIRS, OURS], default=THEIRS, help="whose bench client")
     b.add_argument("--l1-size-gb", type=float, default=4)
     b.add_argument("--start", type=int, default=0)
     b.add_argument("--end", type=int, default=20)
     b.add_argument("--interval", type=float, default=0.2)
     b.add_argument("--timeout", type=float, default=300)
+    b.add_argument("--server-args", default="", help="extra server flags (diagnosis runs)")
     b.add_argument("--keep-logs", default="", help="copy server and bench logs into this folder")
     b.set_defaults(fn=cmd_bench)
 
