@@ -9,7 +9,6 @@ byte compatibility with the lmcache_driven path, and (marked e2e) the real 0.5.6
 
 from __future__ import annotations
 
-import argparse
 import json
 import mmap
 import os
@@ -30,7 +29,6 @@ import pytest
 
 from lmcache import errors
 from lmcache.client.mp import MPClient
-from lmcache.config import ServerConfig, add_arguments, from_namespace
 from lmcache.protocol.types import (
     IPCCacheServerKey,
     PrepareRetrieveResponse,
@@ -38,6 +36,7 @@ from lmcache.protocol.types import (
     RegisterEngineDrivenContextPayload,
 )
 from lmcache.server.app import Server
+from server_util import local_config
 
 CHUNK = 256
 LAYERS, HIDDEN = 2, 32
@@ -49,19 +48,9 @@ REPO = Path(__file__).resolve().parents[2]
 VENV = Path("/opt/lmcache-0.5.6-venv")
 
 
-def _config(*extra: str) -> ServerConfig:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser, ServerConfig)
-    argv = [
-        "--host", "127.0.0.1", "--port", "0", "--http-host", "127.0.0.1", "--http-port", "0",
-        "--l1-size-gb", "0.0625", "--eviction-policy", "LRU", *extra,
-    ]  # fmt: skip
-    return from_namespace(ServerConfig, parser.parse_args(argv))
-
-
 @pytest.fixture
 def server() -> Iterator[Server]:
-    srv = Server(_config())
+    srv = Server(local_config())
     srv.startup(with_http=False)
     try:
         yield srv
@@ -342,7 +331,7 @@ def test_ping_keeps_an_instance_alive(server: Server) -> None:
 
 
 def test_full_l1_fails_the_store_instead_of_dropping_it() -> None:
-    srv = Server(_config("--l1-size-gb", "0.0005", "--eviction-policy", "noop"))  # 512 KiB: 8 objects
+    srv = Server(local_config("--l1-size-gb", "0.0005", "--eviction-policy", "noop"))  # 512 KiB: 8 objects
     srv.startup(with_http=False)
     try:
         with _client(srv) as c:
@@ -368,7 +357,7 @@ def test_full_l1_fails_the_store_instead_of_dropping_it() -> None:
 
 def test_pool_name_given_and_removed_at_shutdown() -> None:
     name = f"lmcache_test_pool_{os.getpid()}"
-    srv = Server(_config("--shm-name", "/" + name))
+    srv = Server(local_config("--shm-name", "/" + name))
     assert os.path.exists(f"/dev/shm/{name}")
     srv.startup(with_http=False)
     try:
@@ -376,7 +365,7 @@ def test_pool_name_given_and_removed_at_shutdown() -> None:
             assert c.call("register_kv_cache_engine_driven_context", _payload()).shm_name == name
         # The name is taken: a second server with it fails clearly and leaves it alone.
         with pytest.raises(errors.AlreadyExistsError, match="already exists"):
-            Server(_config("--shm-name", name))
+            Server(local_config("--shm-name", name))
         assert os.path.exists(f"/dev/shm/{name}")
     finally:
         srv.shutdown()
@@ -394,7 +383,7 @@ def test_stale_pools_of_dead_servers_are_removed_live_ones_kept() -> None:
     stale.write_bytes(b"x")
     live.write_bytes(b"y")
     try:
-        srv = Server(_config())
+        srv = Server(local_config())
         try:
             assert not stale.exists() or os.path.exists(f"/proc/{dead_pid}")  # pid reuse: kept
             assert live.exists()
@@ -407,7 +396,7 @@ def test_stale_pools_of_dead_servers_are_removed_live_ones_kept() -> None:
 
 def test_lmcache_driven_only_has_no_pool() -> None:
     before = set(os.listdir("/dev/shm"))
-    srv = Server(_config("--supported-transfer-mode", "lmcache_driven"))
+    srv = Server(local_config("--supported-transfer-mode", "lmcache_driven"))
     srv.startup(with_http=False)
     try:
         assert srv.core.engine.shm_pool is None and srv.core.transfer_modes == ["lmcache_driven"]
@@ -427,22 +416,22 @@ def test_without_room_in_dev_shm_or_with_dax_engine_driven_is_not_served(
 
     dax = tmp_path / "dax"
     dax.write_bytes(b"")
-    srv = Server(_config("--l1-devdax-path", str(dax)))
+    srv = Server(local_config("--l1-devdax-path", str(dax)))
     try:
         assert srv.core.engine.shm_pool is None and srv.core.transfer_modes == ["lmcache_driven"]
     finally:
         srv.shutdown()
     with pytest.raises(errors.ConfigError, match="devdax"):
-        Server(_config("--l1-devdax-path", str(dax), "--supported-transfer-mode", "engine_driven"))
+        Server(local_config("--l1-devdax-path", str(dax), "--supported-transfer-mode", "engine_driven"))
 
     monkeypatch.setattr(engine_driven.shutil, "disk_usage", lambda path: SimpleNamespace(free=0))
-    srv = Server(_config())
+    srv = Server(local_config())
     try:
         assert srv.core.engine.shm_pool is None and srv.core.transfer_modes == ["lmcache_driven"]
     finally:
         srv.shutdown()
     with pytest.raises(errors.NoSpaceError, match="/dev/shm"):
-        Server(_config("--shm-name", f"lmcache_test_nospace_{os.getpid()}"))
+        Server(local_config("--shm-name", f"lmcache_test_nospace_{os.getpid()}"))
     assert not os.path.exists(f"/dev/shm/lmcache_test_nospace_{os.getpid()}")
 
 
@@ -508,7 +497,7 @@ def test_replayed_056_client_traffic_gets_056_answers() -> None:
     sent verbatim, is answered like 0.5.6 answered it: same frames, except the pool's name (0.5.6
     prefixes a given --shm-name with lmcache_l1_pool_; we use the name as given)."""
     data = json.loads((REPO / "tests/python/fixtures/wire/engine_driven_shm.json").read_text())
-    srv = Server(_config("--l1-size-gb", "1"))
+    srv = Server(local_config("--l1-size-gb", "1"))
     srv.startup(with_http=False)
     pool = srv.core.engine.l1.shm_name
     try:

@@ -7,7 +7,6 @@ unregistration (no mapping leak).
 
 from __future__ import annotations
 
-import argparse
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -19,7 +18,6 @@ import pytest
 
 from lmcache import errors
 from lmcache.client.mp import MPClient
-from lmcache.config import ServerConfig, add_arguments, from_namespace
 from lmcache.protocol.types import (
     CpuShmIPCData,
     EngineGroupInfo,
@@ -29,24 +27,15 @@ from lmcache.protocol.types import (
     TensorMetadata,
 )
 from lmcache.server.app import Server
+from server_util import local_config
 
 NB, BS, NH, HS, LAYERS = 64, 16, 2, 32, 2
 CHUNK = 256
 
 
-def _config(*extra: str) -> ServerConfig:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser, ServerConfig)
-    argv = [
-        "--host", "127.0.0.1", "--port", "0", "--http-host", "127.0.0.1", "--http-port", "0",
-        "--l1-size-gb", "0.0625", "--eviction-policy", "LRU", *extra,
-    ]  # fmt: skip
-    return from_namespace(ServerConfig, parser.parse_args(argv))
-
-
 @pytest.fixture
 def server() -> Iterator[Server]:
-    srv = Server(_config())
+    srv = Server(local_config())
     srv.startup()
     try:
         yield srv
@@ -180,7 +169,7 @@ def test_store_is_visible_to_the_next_lookup(server: Server, worker: Worker) -> 
 
 
 def test_full_l1_is_reported_not_dropped(worker: Worker) -> None:
-    srv = Server(_config("--l1-size-gb", "0.001", "--eviction-policy", "noop"))  # ~1 MiB, never evicts
+    srv = Server(local_config("--l1-size-gb", "0.001", "--eviction-policy", "noop"))  # ~1 MiB, never evicts
     srv.startup(with_http=False)
     try:
         with _client(srv) as c:
