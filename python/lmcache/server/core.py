@@ -356,20 +356,19 @@ class ServerCore:
             return
         for (rank, g), locks in list(session.lookup_locks.items()):
             stop = locks.chunks if last is None else min(last, locks.chunks)
+            # Group the chunks by how many locks they still hold (almost always one group), so
+            # each group is released with one native call per lock instead of one per chunk.
+            by_remaining: dict[int, list[bytes]] = {}
             for i in range(first, stop):
                 remaining = locks.readers - locks.consumed.get(i, 0)
-                if remaining <= 0:
-                    continue
-                k = nkeys.make_keys(
-                    [hashes[i]],
-                    session.model_name,
-                    kv_rank(session.world_size, rank),
-                    g,
-                    session.cache_salt,
-                )
+                if remaining > 0:
+                    by_remaining.setdefault(remaining, []).append(hashes[i])
+                    locks.consumed[i] = locks.readers
+            rank_id = kv_rank(session.world_size, rank)
+            for remaining, group in by_remaining.items():
+                k = nkeys.make_keys(group, session.model_name, rank_id, g, session.cache_salt)
                 for _ in range(remaining):
                     self.engine.l1.finish_read(k)
-                locks.consumed[i] = locks.readers
             if last is None:
                 del session.lookup_locks[(rank, g)]
 
