@@ -38,6 +38,9 @@ void BindErrors(py::module_& m);
 void BindKeys(py::module_& m);
 void BindMemory(py::module_& m);
 void BindL1(py::module_& m);
+void BindL2(py::module_& m);             // l2.cc: adapters (create, submit, query)
+void BindL2Python(py::module_& m);       // l2_python.cc: adapters implemented in Python (plugin, s3)
+void BindL2Controllers(py::module_& m);  // l2_controllers.cc: store / prefetch controllers
 void BindEviction(py::module_& m);
 void BindNotify(py::module_& m);
 void BindTransfer(py::module_& m);

@@ -24,4 +24,9 @@ PYBIND11_MODULE(_native, m) {
   b::BindTransfer(transfer);
   auto hashing = m.def_submodule("hashing", "prefix-chain chunk hashing (blake3, sha256_cbor)");
   b::BindHashing(hashing);
+  auto l2 = m.def_submodule("l2", "L2 adapters: create from JSON, asynchronous store/lookup/load");
+  b::BindL2(l2);
+  b::BindL2Python(l2);
+  auto l2ctl = m.def_submodule("l2ctl", "L1 <-> L2 store and prefetch controllers");
+  b::BindL2Controllers(l2ctl);
 }

@@ -84,6 +84,14 @@ Result<std::unique_ptr<L2Adapter>> CreateMockAdapter(const L2CommonConfig& commo
                                                      const L2AdapterContext& context);
 Result<std::unique_ptr<L2Adapter>> CreateFaultInjectAdapter(const L2CommonConfig& common, JsonFields& fields,
                                                             const L2AdapterContext& context);
+Result<std::unique_ptr<L2Adapter>> CreateRawBlockAdapter(const L2CommonConfig& common, JsonFields& fields,
+                                                         const L2AdapterContext& context);
+Result<std::unique_ptr<L2Adapter>> CreateDaxAdapter(const L2CommonConfig& common, JsonFields& fields,
+                                                    const L2AdapterContext& context);
+Result<std::unique_ptr<L2Adapter>> CreateRespAdapter(const L2CommonConfig& common, JsonFields& fields,
+                                                     const L2AdapterContext& context);
+Result<std::unique_ptr<L2Adapter>> CreateNativePluginAdapter(const L2CommonConfig& common, JsonFields& fields,
+                                                             const L2AdapterContext& context);
 
 // Short rendering of a JSON value for messages (at most ~40 characters).
 std::string Brief(const nlohmann::json& v);

@@ -27,16 +27,20 @@ struct Registered {
 
 // Sorted by name.
 constexpr Registered kTypes[] = {
+    {"dax", &CreateDaxAdapter},
     {"fault_inject", &CreateFaultInjectAdapter},
     {"fs", &CreateFsAdapter},
     {"fs_native", &CreateFsAdapter},
     {"mock", &CreateMockAdapter},
+    {"native_plugin", &CreateNativePluginAdapter},
+    {"raw_block", &CreateRawBlockAdapter},
+    {"resp", &CreateRespAdapter},
 };
 
 // Types LMCache 0.5.6 registers that this build does not provide (yet).
-constexpr const char* kNotYet[] = {"aerospike", "bigtable", "dax", "hf3fs", "hfbucket", "mooncake_store",
-                                   "native_plugin", "nixl_native", "nixl_store", "nixl_store_dynamic", "p2p",
-                                   "plugin", "raw_block", "resp", "s3", "sagemaker-hyperpod", "valkey"};
+constexpr const char* kNotYet[] = {"aerospike", "bigtable",   "hf3fs",      "hfbucket",           "mooncake_store",
+                                   "nixl_native", "nixl_store", "nixl_store_dynamic", "p2p", "plugin",
+                                   "s3",          "sagemaker-hyperpod", "valkey"};
 
 std::string ChoiceList() {
   std::string s;

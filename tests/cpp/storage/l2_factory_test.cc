@@ -27,13 +27,13 @@ void ExpectInvalid(const std::string& json, const std::string& needle) {
 }
 
 TEST(L2Factory, RegisteredTypes) {
-  EXPECT_EQ(L2AdapterTypes(), (std::vector<std::string>{"fault_inject", "fs", "fs_native", "mock"}));
+  EXPECT_EQ(L2AdapterTypes(), (std::vector<std::string>{"dax", "fault_inject", "fs", "fs_native", "mock", "native_plugin", "raw_block", "resp"}));
 }
 
 TEST(L2Factory, UnknownAndUnavailableTypes) {
   EXPECT_EQ(Err(R"({"type":"nope"})").message(),
-            "unknown L2 adapter type 'nope' (choose from fault_inject, fs, fs_native, mock)");
-  ExpectInvalid(R"({"type":"resp","host":"x"})", "L2 adapter type 'resp' is not available in this build");
+            "unknown L2 adapter type 'nope' (choose from dax, fault_inject, fs, fs_native, mock, native_plugin, raw_block, resp)");
+  ExpectInvalid(R"({"type":"aerospike","hosts":"x"})", "L2 adapter type 'aerospike' is not available in this build");
   ExpectInvalid(R"({"base_path":"/tmp"})", "needs a \"type\" field");
   ExpectInvalid(R"({"type":3})", "'type' must be a string");
 }

@@ -1,0 +1,1 @@
+// PLACEHOLDER: being written (see cpp/include/lmcache/l2_controllers.h).
