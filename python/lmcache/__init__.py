@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# Development hook: look for the native module (_native*.so) in this directory first, so
+# several builds of one source tree can be tested side by side. Unset in production.
+_native_dir = os.environ.get("LMCACHE_NATIVE_DIR")
+if _native_dir:
+    __path__.insert(0, _native_dir)  # noqa: F821 (package __path__)
 
 try:
     __version__ = version("lmcache")
