@@ -214,6 +214,8 @@ unmaps synchronously (waiting for calls in flight).)doc")
       .def_property_readonly("num_object_groups", [](const RegPtr& r) { return r->object_groups().size(); })
       .def_property_readonly("closed", &KvCacheRegistration::closed)
       .def_property_readonly("mapped_bytes", &KvCacheRegistration::mapped_bytes)
+      .def_property_readonly("populated_bytes", &KvCacheRegistration::populated_bytes,
+                             "bytes of the mappings whose page tables the background populate has filled")
       .def_property_readonly("shm_names", &KvCacheRegistration::shm_names)
       .def(
           "object_bytes",

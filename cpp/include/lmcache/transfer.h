@@ -237,6 +237,11 @@ struct RegistrationOptions {
   // Object groups as lists of kernel-group indices (layout order). Empty: one
   // object group holding every kernel group (0.5.6's default).
   std::vector<std::vector<uint32_t>> object_groups;
+  // Open() only: populate the page tables of the mapped segments in a
+  // background thread (MADV_POPULATE_WRITE, 64 MiB at a time, at low
+  // priority), so the first copy into or out of a block does not take one
+  // minor fault per 4 KiB page. Close() stops and joins it before unmapping.
+  bool populate_in_background = true;
 };
 
 struct KernelGroupInfo {
@@ -285,6 +290,9 @@ class KvCacheRegistration {
   uint64_t ObjectBytes(uint32_t object_group) const { return object_groups_[object_group].object_bytes; }
   uint64_t mapped_bytes() const;
   std::vector<std::string> shm_names() const;
+  // Bytes of the mappings whose page tables the background populate has
+  // filled so far (0 without one); mapped_bytes() when it has finished.
+  uint64_t populated_bytes() const;
 
   // Paged KV -> objects: dsts[i] receives chunk i. A view with data ==
   // nullptr is skipped (an already-resident key). InvalidArgument for a bad

@@ -1,7 +1,9 @@
 // Declarations shared by the transfer module's sources (not public).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <thread>
 #include <vector>
 
 #include "lmcache/transfer.h"
@@ -16,6 +18,10 @@ struct KvCacheRegistration::State {
   internal::CondVar idle;
   bool closed GUARDED_BY(mu) = false;
   uint32_t users GUARDED_BY(mu) = 0;
+  // Background populate of the mappings (Open with populate_in_background).
+  std::thread populator;                     // joined by Close() before unmapping
+  std::atomic<bool> stop_populate{false};
+  std::atomic<uint64_t> populated{0};
 };
 
 // Keeps the mappings alive for one call: Close() waits for every Use.

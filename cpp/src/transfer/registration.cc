@@ -1,6 +1,12 @@
 // KvCacheRegistration: groups, Gather / Scatter between paged KV and L1
 // objects, and the close protocol.
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <map>
 #include <string>
@@ -96,9 +102,31 @@ void CopyLayerChunk(bool to_object, const PagedKvLayout& l, RunMode mode, uint8_
   }
 }
 
+constexpr uint64_t kPopulateStep = 64ull << 20;
+constexpr int kMadvPopulateWrite = 23;  // MADV_POPULATE_WRITE (Linux 5.14+)
+
+// Fills the page tables of [data, data + size) step by step until done or
+// *stop. Mapping existing shm pages is a minor fault each; doing it here
+// keeps those faults off the copy path. Best effort: a kernel without
+// MADV_POPULATE_WRITE (EINVAL) just stops, the copies then fault as before.
+void PopulateMapping(uint8_t* data, uint64_t size, const std::atomic<bool>* stop, std::atomic<uint64_t>* done) {
+  for (uint64_t off = 0; off < size;) {
+    if (stop->load(std::memory_order_relaxed)) return;
+    const uint64_t len = std::min(kPopulateStep, size - off);
+    if (madvise(data + off, len, kMadvPopulateWrite) != 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;  // retry this step
+      return;
+    }
+    off += len;
+    done->fetch_add(len, std::memory_order_relaxed);
+  }
+}
+
 }  // namespace
 
 KvCacheRegistration::~KvCacheRegistration() { Close(); }
+
+uint64_t KvCacheRegistration::populated_bytes() const { return state_->populated.load(std::memory_order_relaxed); }
 
 Result<std::shared_ptr<KvCacheRegistration>> KvCacheRegistration::Create(
     std::vector<PagedKvLayout> layers, const RegistrationOptions& options,
@@ -237,7 +265,19 @@ Result<std::shared_ptr<KvCacheRegistration>> KvCacheRegistration::Open(const std
     if (!l.ok()) return Status(l.status().code(), "layer " + std::to_string(i) + ": " + l.status().message());
     layers.push_back(l.value());
   }
-  return Create(std::move(layers), options, std::move(mappings));
+  Result<std::shared_ptr<KvCacheRegistration>> reg = Create(std::move(layers), options, std::move(mappings));
+  if (reg.ok() && options.populate_in_background) {
+    KvCacheRegistration* r = reg.value().get();
+    std::vector<std::pair<uint8_t*, uint64_t>> ranges;
+    for (const auto& m : r->mappings_) ranges.emplace_back(m->data(), m->size());
+    State* st = r->state_.get();
+    st->populator = std::thread([st, ranges = std::move(ranges)] {
+      // Low priority: this is a head start, not work anyone waits for.
+      (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
+      for (const auto& [data, size] : ranges) PopulateMapping(data, size, &st->stop_populate, &st->populated);
+    });
+  }
+  return reg;
 }
 
 uint64_t KvCacheRegistration::mapped_bytes() const {
@@ -262,6 +302,14 @@ bool KvCacheRegistration::closed() const {
 void KvCacheRegistration::Close() {
   if (!state_) return;
   std::vector<std::unique_ptr<ShmMapping>> doomed;
+  state_->stop_populate.store(true, std::memory_order_relaxed);
+  if (state_->populator.joinable()) {
+    if (state_->populator.get_id() == std::this_thread::get_id()) {
+      state_->populator.detach();  // cannot happen (the thread never calls Close); be safe
+    } else {
+      state_->populator.join();  // it touches the mappings: stop it before unmapping
+    }
+  }
   {
     internal::MutexLock lock(&state_->mu);
     state_->closed = true;

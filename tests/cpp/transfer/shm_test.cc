@@ -6,9 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lmcache/transfer.h"
@@ -225,6 +227,9 @@ TEST(KvCacheRegistrationShmTest, OpenSharesOneMappingPerSegment) {
   handles[2].meta.stride = {BS * 64, 64, 1};
   RegistrationOptions o;
   o.chunk_tokens = 8;
+  // No populate thread: glibc keeps a finished thread's stack mapped for reuse,
+  // which would show up in the /proc/self/maps count below.
+  o.populate_in_background = false;
   auto r = KvCacheRegistration::Open(handles, o);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   auto reg = r.value();
@@ -247,6 +252,57 @@ TEST(KvCacheRegistrationShmTest, OpenSharesOneMappingPerSegment) {
   EXPECT_EQ(CountLines("/proc/self/maps"), maps);
   reg.reset();
   EXPECT_EQ(ShmMapping::LiveCount(), live);
+}
+
+// Open() fills the page tables of the segments in the background; Close()
+// stops that thread before unmapping, also in the middle of a large segment.
+TEST(KvCacheRegistrationShmTest, BackgroundPopulateFinishesAndCloseStopsIt) {
+  auto handle_for = [](const Segment& seg, int64_t nb) {
+    KvTensorHandle h;
+    h.shm_name = seg.name();
+    h.nbytes = static_cast<uint64_t>(2 * nb * 16 * 8 * 128 * 2);
+    h.meta.dtype = KvDtype::kFloat16;
+    h.meta.shape = {2, nb, 16, 8, 128};
+    h.meta.stride = {nb * 16 * 8 * 128, 16 * 8 * 128, 8 * 128, 128, 1};
+    return h;
+  };
+  RegistrationOptions o;
+  o.chunk_tokens = 16;
+  {
+    const int64_t nb = 64;  // 8 MiB
+    Segment seg(UniqueName("pop"), 2 * nb * 16 * 8 * 128 * 2);
+    auto r = KvCacheRegistration::Open({handle_for(seg, nb)}, o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    auto reg = r.value();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (reg->populated_bytes() < reg->mapped_bytes() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    EXPECT_EQ(reg->populated_bytes(), reg->mapped_bytes());
+    reg->Close();
+  }
+  {
+    const int64_t nb = 768;  // 96 MiB: two populate steps; Close right away
+    Segment seg(UniqueName("popbig"), 2 * nb * 16 * 8 * 128 * 2);
+    const uint64_t live = ShmMapping::LiveCount();
+    auto r = KvCacheRegistration::Open({handle_for(seg, nb)}, o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    auto reg = r.value();
+    const auto t0 = std::chrono::steady_clock::now();
+    reg->Close();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+    EXPECT_LE(reg->populated_bytes(), reg->mapped_bytes());
+    EXPECT_EQ(ShmMapping::LiveCount(), live);
+  }
+  {
+    o.populate_in_background = false;
+    const int64_t nb = 16;
+    Segment seg(UniqueName("nopop"), 2 * nb * 16 * 8 * 128 * 2);
+    auto r = KvCacheRegistration::Open({handle_for(seg, nb)}, o);
+    ASSERT_TRUE(r.ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_EQ(r.value()->populated_bytes(), 0u);
+  }
 }
 
 TEST(KvCacheRegistrationShmTest, OpenErrorsNameTheLayerAndLeakNothing) {
