@@ -3,9 +3,9 @@
 # Idempotent. `install-deps.sh build`: what `pip install .` needs (compiler, CMake, headers);
 # `install-deps.sh` or `install-deps.sh test`: that plus the test tools (gtest, clang).
 set -euo pipefail
-pkgs=(cmake ninja-build g++ nlohmann-json3-dev)
+pkgs=(cmake ninja-build g++ nlohmann-json3-dev pkg-config libhiredis-dev)
 if [ "${1:-test}" != build ]; then
-  pkgs+=(libgtest-dev libgmock-dev clang)
+  pkgs+=(libgtest-dev libgmock-dev clang redis-server)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -37,7 +37,7 @@ bash tests/cpp/embed/test_install.sh
 
 step "clang -Wthread-safety"
 for f in cpp/src/*/*.cc cpp/src/*/*/*.cc; do
-  clang++ -std=c++20 -fsyntax-only -Wthread-safety -Werror=thread-safety -Icpp/include -Icpp/src "$f"
+  clang++ -std=c++20 -fsyntax-only -Wthread-safety -Werror=thread-safety -DLMCACHE_HAVE_HIREDIS=1 -Icpp/include -Icpp/src "$f"
 done
 echo "thread-safety analysis clean"
 

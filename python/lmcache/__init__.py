@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 # several builds of one source tree can be tested side by side. Unset in production.
 _native_dir = os.environ.get("LMCACHE_NATIVE_DIR")
 if _native_dir:
-    __path__.insert(0, _native_dir)  # noqa: F821 (package __path__)
+    __path__.insert(0, _native_dir)
 
 try:
     __version__ = version("lmcache")

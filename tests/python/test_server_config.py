@@ -48,7 +48,7 @@ GDS = "the GDS L1 tier is not available in this build yet; L1 stays in DRAM"
 BLEND = "CacheBlend is not available in this build yet; the default prefix-caching engine runs"
 PLUGINS = "runtime plugins are not available in this build yet; no plugin is launched"
 RUN_SCRIPT = "the HTTP /run_script route is not available in this build yet; POST /run_script is not served"
-L2 = "L2 adapters are not available in this build yet; nothing is stored beyond L1"
+NO_L2 = "no effect without --l2-adapter"
 OTLP = (
     "tracing and OTLP export are not available in this build yet; nothing is exported over OTLP "
     "(metrics stay on GET /metrics of the HTTP frontend)"
@@ -338,8 +338,6 @@ def test_full_example_parses() -> None:
     assert cfg.observability.enable_tracing and cfg.observability.otlp_endpoint == "http://localhost:4317"
     assert cfg.observability.metrics_sample_rate == 0.01
     assert inactive_features(cfg) == [
-        f"--l2-store-policy: {L2}",
-        f"--l2-adapter #1 (type nixl_store): {L2}",
         f"--enable-tracing: {OTLP}",
         f"--otlp-endpoint: {OTLP}",
     ]
@@ -353,7 +351,7 @@ def test_full_example_through_config_check(capsys: pytest.CaptureFixture[str]) -
     assert metrics["mp"]["port"] == 6555 and metrics["mp"]["max_cpu_workers"] == 4
     assert json.loads(metrics["l2"]["l2_adapter"][0])["type"] == "nixl_store"
     lines = err.splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 2  # tracing and OTLP; the L2 flags take effect
     assert all(line.startswith("lmcache: warning: --") for line in lines)
 
 
@@ -579,12 +577,19 @@ INACTIVE: list[tuple[list[str], list[str]]] = [
         [f"--script-allowed-imports: {RUN_SCRIPT}", f"--run-script-api-enabled: {RUN_SCRIPT}"],
     ),
     (
-        ["--l2-adapter", '{"type": "fs", "base_path": "/x"}', "--l2-adapter", '{"type": "mock"}'],
-        [f"--l2-adapter #1 (type fs): {L2}", f"--l2-adapter #2 (type mock): {L2}"],
-    ),
-    (
-        ["--l2-prefetch-policy", "retain", "--l2-prefetch-max-in-flight", "16"],
-        [f"--l2-prefetch-policy: {L2}", f"--l2-prefetch-max-in-flight: {L2}"],
+        [
+            "--l2-prefetch-policy",
+            "retain",
+            "--l2-prefetch-max-in-flight",
+            "16",
+            "--l2-store-policy",
+            "skip_l1",
+        ],
+        [
+            f"--l2-store-policy: {NO_L2}",
+            f"--l2-prefetch-policy: {NO_L2}",
+            f"--l2-prefetch-max-in-flight: {NO_L2}",
+        ],
     ),
     (["--prometheus-port", "9191"], [f"--prometheus-port: {PROMETHEUS}"]),
     (
@@ -618,6 +623,21 @@ INACTIVE: list[tuple[list[str], list[str]]] = [
         ],
     ),
     # Set, and active: no line.
+    (
+        ["--l2-adapter", '{"type": "fs", "base_path": "/x"}', "--l2-adapter", '{"type": "mock"}'],
+        [],
+    ),
+    (
+        [
+            "--l2-adapter",
+            '{"type": "mock"}',
+            "--l2-prefetch-policy",
+            "retain",
+            "--l2-store-policy",
+            "skip_l1",
+        ],
+        [],
+    ),
     (["--lookup-hash-log-dir", "{tmp}", "--lookup-hash-log-max-files", "5"], []),
     (["--hash-algorithm", "builtin", "--allow-process-local-hash", "--shm-name", "pool"], []),
     (["--http-auth-token", "0123456789abcdef", "--max-workers", "3", "--instance-id", str(uuid.uuid4())], []),
@@ -654,6 +674,8 @@ def test_landed_features_give_no_effect_lines_only(monkeypatch: pytest.MonkeyPat
     cfg = parse(
         [*REQUIRED, "--engine-type", "blend", "--enable-segmented-prefix", "--l2-store-policy", "skip_l1"]
     )
+    assert inactive_features(cfg) == [f"--l2-store-policy: {NO_L2}"]
+    cfg = parse([*REQUIRED, "--l2-store-policy", "skip_l1", "--l2-adapter", '{"type": "mock"}'])
     assert inactive_features(cfg) == []
 
 

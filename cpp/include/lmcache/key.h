@@ -88,9 +88,16 @@ constexpr int32_t PackKvRank(int world_size, int global_rank, int local_world_si
 
 struct ObjectKeyHash {
   size_t operator()(const ObjectKey& k) const {
-    uint64_t h = 0;
-    std::memcpy(&h, k.chunk_hash.data(), sizeof(h));  // digests are uniformly random
-    h ^= static_cast<uint64_t>(k.hash_len) * 0x9E3779B97F4A7C15ull;
+    // Real digests are uniformly random, but synthetic ones (LMCache's bench
+    // uses idx.to_bytes(16, "big")) vary only in their last bytes: mix every
+    // 8-byte word of the digest, not just the first.
+    uint64_t h = static_cast<uint64_t>(k.hash_len) * 0x9E3779B97F4A7C15ull;
+    for (size_t off = 0; off < sizeof(k.chunk_hash); off += sizeof(uint64_t)) {
+      uint64_t w = 0;
+      std::memcpy(&w, k.chunk_hash.data() + off, sizeof(w));
+      h = (h ^ w) * 0xFF51AFD7ED558CCDull;
+      h ^= h >> 32;
+    }
     h ^= (static_cast<uint64_t>(static_cast<uint32_t>(k.kv_rank)) << 32 |
           static_cast<uint32_t>(k.object_group_id)) * 0xC2B2AE3D27D4EB4Full;
     h ^= k.model_name.hash() * 0x165667B19E3779F9ull;

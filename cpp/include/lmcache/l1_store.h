@@ -27,7 +27,8 @@
 //
 // Listeners are called on the thread that made the change, after the
 // store's locks are released, with the keys that became resident or were
-// removed (deleted, evicted, cleared, freed temporaries). They must be quick
+// removed (deleted, evicted, cleared, freed temporaries); OnAdmitted also
+// names the writer tag and whether the objects are temporary. They must be quick
 // and must not call AddListener/RemoveListener.
 //
 // Thread safety: thread-safe. The index is sharded by key hash (one mutex
@@ -101,6 +102,13 @@ class L1Listener {
  public:
   virtual ~L1Listener() = default;
   virtual void OnResident(const std::vector<ObjectKey>& /*keys*/) {}
+  // The keys that FinishWrite* of writer `tag` made visible; `temporary`
+  // when they were admitted as temporary objects. Lets a listener tell who
+  // wrote them (the L2 store controller skips what the prefetch controller
+  // loaded). The default forwards to OnResident(keys).
+  virtual void OnAdmitted(const std::vector<ObjectKey>& keys, WriterTag /*tag*/, bool /*temporary*/) {
+    OnResident(keys);
+  }
   virtual void OnRemoved(const std::vector<ObjectKey>& /*keys*/) {}
 };
 

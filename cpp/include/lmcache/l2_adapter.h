@@ -56,6 +56,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -231,7 +232,35 @@ struct L2AdapterContext {
 Result<std::unique_ptr<L2Adapter>> CreateL2Adapter(const std::string& json,
                                                    const L2AdapterContext& context = {});
 
-// The registered type names, sorted.
+// The registered type names (built-in and run-time registered), sorted.
 std::vector<std::string> L2AdapterTypes();
+
+// ---- run-time registration (adapters implemented outside the core) ----
+//
+// A factory for a type registered at run time. CreateL2Adapter parses and
+// validates the common fields first (type, eviction, shared,
+// persist_enabled; `serde` is refused) and passes them as `common`;
+// `fields_json` is the spec as a JSON object without those fields. The
+// factory validates its own fields and returns InvalidArgument with a
+// one-line message naming the field ("L2 adapter 's3': field 'bucket' ..."),
+// IOError when the backend cannot be opened.
+//
+// The factory may be called from any thread, concurrently, and must not call
+// RegisterL2AdapterType / UnregisterL2AdapterType itself. A copy of it may
+// be destroyed on any thread, after it was unregistered too.
+using L2AdapterFactoryFn = std::function<Result<std::unique_ptr<L2Adapter>>(
+    const L2CommonConfig& common, const std::string& fields_json, const L2AdapterContext& context)>;
+
+// Make `name` creatable through CreateL2Adapter (and as fault_inject's
+// "inner"). InvalidArgument for an empty name or a null fn; AlreadyExists
+// for a built-in type or a name already registered. Types that LMCache
+// registers but the core lacks ("plugin", "s3", ...) may be registered.
+// Thread-safe.
+Status RegisterL2AdapterType(const std::string& name, L2AdapterFactoryFn fn);
+
+// Remove a run-time registered type (adapters already created are not
+// affected). NotFound if `name` is not run-time registered (built-in types
+// cannot be removed). Thread-safe.
+Status UnregisterL2AdapterType(const std::string& name);
 
 }  // namespace lmcache

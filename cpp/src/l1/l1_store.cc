@@ -209,10 +209,10 @@ struct L1Store::Impl {
 
   // ---- helpers called without shard locks ----
 
-  void NotifyResident(const std::vector<ObjectKey>& keys) {
+  void NotifyResident(const std::vector<ObjectKey>& keys, WriterTag tag, bool temporary) {
     if (keys.empty()) return;
     std::shared_lock lock(listeners_mu);
-    for (L1Listener* l : listeners) l->OnResident(keys);
+    for (L1Listener* l : listeners) l->OnAdmitted(keys, tag, temporary);
   }
   void NotifyRemoved(const std::vector<ObjectKey>& keys) {
     if (keys.empty()) return;
@@ -435,7 +435,7 @@ Status L1Store::FinishWriteAndReserveRead(std::span<const ObjectKey> keys, Write
       d.policy->Insert(&e->node);
     }
   }
-  d.NotifyResident(admitted);
+  d.NotifyResident(admitted, tag, temporary);
   if (missing > 0) {
     return Status::NotFound(std::to_string(missing) + " of " + std::to_string(keys.size()) +
                             " keys had no staging object for this writer (expired, cancelled or never reserved)");

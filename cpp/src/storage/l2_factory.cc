@@ -1,16 +1,21 @@
 // CreateL2Adapter: the JSON `type` -> adapter factory, and the field reader
-// shared by every adapter's config.
+// shared by every adapter's config. Built-in types come from a constant
+// table; types registered at run time (RegisterL2AdapterType: adapters
+// implemented in Python, embedders' own) are consulted after it.
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "lmcache/l2_adapter.h"
 #include "storage/l2_config.h"
+#include "util/mutex.h"
 
 namespace lmcache {
 namespace internal {
@@ -42,11 +47,74 @@ constexpr const char* kNotYet[] = {"aerospike", "bigtable",   "hf3fs",      "hfb
                                    "nixl_native", "nixl_store", "nixl_store_dynamic", "p2p", "plugin",
                                    "s3",          "sagemaker-hyperpod", "valkey"};
 
+// Types registered at run time. Factories are copied out under the lock and
+// called without it (they may be slow, or take other locks such as Python's).
+class RuntimeRegistry {
+ public:
+  Status Add(const std::string& name, L2AdapterFactoryFn fn) EXCLUDES(mu_) {
+    if (name.empty()) return Status::InvalidArgument("L2 adapter type name must not be empty");
+    if (!fn) return Status::InvalidArgument("L2 adapter type '" + name + "': factory must not be empty");
+    for (const Registered& r : kTypes) {
+      if (name == r.name) return Status::AlreadyExists("L2 adapter type '" + name + "' is built in");
+    }
+    MutexLock lock(&mu_);
+    if (!types_.emplace(name, std::move(fn)).second) {
+      return Status::AlreadyExists("L2 adapter type '" + name + "' is already registered");
+    }
+    return Status::OK();
+  }
+
+  Status Remove(const std::string& name) EXCLUDES(mu_) {
+    L2AdapterFactoryFn victim;  // destroyed after the lock is dropped
+    {
+      MutexLock lock(&mu_);
+      auto it = types_.find(name);
+      if (it == types_.end()) {
+        return Status::NotFound("L2 adapter type '" + name + "' is not registered at run time");
+      }
+      victim = std::move(it->second);
+      types_.erase(it);
+    }
+    return Status::OK();
+  }
+
+  std::optional<L2AdapterFactoryFn> Find(const std::string& name) const EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    auto it = types_.find(name);
+    if (it == types_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  std::vector<std::string> Names() const EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    std::vector<std::string> names;
+    for (const auto& [name, fn] : types_) names.push_back(name);
+    return names;
+  }
+
+ private:
+  mutable Mutex mu_;
+  std::map<std::string, L2AdapterFactoryFn> types_ GUARDED_BY(mu_);
+};
+
+RuntimeRegistry& Runtime() {
+  static RuntimeRegistry* registry = new RuntimeRegistry();  // never destroyed: used until exit
+  return *registry;
+}
+
+std::vector<std::string> AllTypeNames() {
+  std::vector<std::string> names;
+  for (const Registered& r : kTypes) names.emplace_back(r.name);
+  for (std::string& n : Runtime().Names()) names.push_back(std::move(n));
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 std::string ChoiceList() {
   std::string s;
-  for (const Registered& r : kTypes) {
+  for (const std::string& name : AllTypeNames()) {
     if (!s.empty()) s += ", ";
-    s += r.name;
+    s += name;
   }
   return s;
 }
@@ -351,6 +419,26 @@ Result<std::unique_ptr<L2Adapter>> CreateL2AdapterFromJson(const Json& spec, con
       return Status::InvalidArgument("L2 adapter '" + type + "': " + e.what());
     }
   }
+  if (std::optional<L2AdapterFactoryFn> fn = Runtime().Find(type)) {
+    // The common fields are checked here, with the built-ins' messages; the
+    // factory gets the rest.
+    Json common_part = Json::object();
+    Json rest = spec;
+    for (const char* f : {"type", "eviction", "shared", "persist_enabled", "serde"}) {
+      auto it = spec.find(f);
+      if (it == spec.end()) continue;
+      common_part[f] = *it;
+      rest.erase(f);
+    }
+    JsonFields fields(common_part, "L2 adapter '" + type + "'");
+    const L2CommonConfig common = ParseCommonFields(fields, type);
+    LMCACHE_RETURN_IF_ERROR(fields.Finish());
+    Result<std::unique_ptr<L2Adapter>> made = (*fn)(common, rest.dump(), context);
+    if (made.ok() && made.value() == nullptr) {
+      return Status::Unavailable("L2 adapter '" + type + "': its factory returned no adapter");
+    }
+    return made;
+  }
   for (const char* n : kNotYet) {
     if (type == n) {
       return Status::InvalidArgument("L2 adapter type '" + type + "' is not available in this build (choose from " +
@@ -368,10 +456,12 @@ Result<std::unique_ptr<L2Adapter>> CreateL2Adapter(const std::string& json, cons
   return internal::CreateL2AdapterFromJson(spec.value(), context);
 }
 
-std::vector<std::string> L2AdapterTypes() {
-  std::vector<std::string> names;
-  for (const auto& r : internal::kTypes) names.emplace_back(r.name);
-  return names;
+std::vector<std::string> L2AdapterTypes() { return internal::AllTypeNames(); }
+
+Status RegisterL2AdapterType(const std::string& name, L2AdapterFactoryFn fn) {
+  return internal::Runtime().Add(name, std::move(fn));
 }
+
+Status UnregisterL2AdapterType(const std::string& name) { return internal::Runtime().Remove(name); }
 
 }  // namespace lmcache

@@ -72,12 +72,6 @@ PENDING_FEATURES: tuple[PendingFeature, ...] = (
         "a separate Prometheus exporter is not available in this build yet",
         "metrics are served on the HTTP port (GET /metrics)",
     ),
-    PendingFeature(
-        "l2",
-        ("l2_store_policy", "l2_prefetch_policy", "l2_prefetch_max_in_flight", "l2_adapter"),
-        "L2 adapters are not available in this build yet",
-        "nothing is stored beyond L1",
-    ),
 )
 
 
@@ -145,6 +139,9 @@ def _no_effect_rules() -> dict[str, _Rule]:
     def no_run_script(c: ServerConfig) -> str | None:
         return when(not c.http.run_script_api_enabled, f"no effect without {_f('run_script_api_enabled')}")
 
+    def no_l2(c: ServerConfig) -> str | None:
+        return when(not c.storage_manager.l2.l2_adapter, f"no effect without {_f('l2_adapter')}")
+
     def no_gds(c: ServerConfig) -> str | None:
         return when(c.storage_manager.gds.gds_l1_path is None, f"no effect without {_f('gds_l1_path')}")
 
@@ -155,6 +152,9 @@ def _no_effect_rules() -> dict[str, _Rule]:
         "runtime_plugin_config": no_plugins,
         "script_allowed_imports": no_run_script,
         "gds_l1_use_direct_io": no_gds,
+        "l2_store_policy": no_l2,
+        "l2_prefetch_policy": no_l2,
+        "l2_prefetch_max_in_flight": no_l2,
         "disable_metrics": obs_off,
         "disable_logging": obs_off,
         "enable_tracing": obs_off,

@@ -3,8 +3,9 @@
 ``startup()`` validates nothing (the configuration is already validated), builds the storage
 engine, binds the ZMQ socket and the HTTP frontend, and starts the background threads;
 ``serve()`` blocks until ``request_stop()`` (the signal handler calls it); ``shutdown()``
-stops accepting requests, finishes the ones in flight, unmaps every worker's memory and
-stops the threads. Tests run a ``Server`` in-process on port 0.
+stops accepting requests, finishes the ones in flight, unmaps every worker's memory, drains
+and closes the L2 tier (before L1 goes) and stops the threads. Tests run a ``Server``
+in-process on port 0.
 """
 
 from __future__ import annotations
@@ -52,6 +53,16 @@ class Server:
         if removed:
             log.info("removed %d stale shared-memory segments of dead processes", len(removed))
         self.core.engine.start()
+        l2 = self.core.engine.l2
+        if l2 is not None:  # built with the engine; its controllers run from here on
+            sm = self.config.storage_manager.l2
+            log.info(
+                "L2: %s (cascade order); store policy %s, prefetch policy %s, %d prefetches in flight",
+                ", ".join(a["type"] for a in l2.adapters_status()),
+                sm.l2_store_policy,
+                sm.l2_prefetch_policy,
+                sm.l2_prefetch_max_in_flight,
+            )
         self.dispatcher.start()
         self.zmq_port = self.dispatcher.bound_port
         if with_http:
@@ -79,7 +90,9 @@ class Server:
         if self._reaper is not None:
             self._reaper.join(timeout=5)
         self.core.close()
-        self.core.engine.close()  # also removes the L1 pool's name from /dev/shm
+        # Flushes the L2 write-behind (bounded), closes the L2 tier while L1 is still alive,
+        # stops the threads and removes the L1 pool's name from /dev/shm.
+        self.core.engine.close()
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:

@@ -10,10 +10,18 @@ Visibility (compat reference §20 item 1): ``store`` publishes its objects (Fini
 before its reply is sent, so a ``lookup`` that arrives after the reply always sees them.
 A full L1 never turns into a silent drop: ``store`` answers ``[handle, False]`` (or an error
 frame for peers that opted in) and the failure is counted.
+
+L2 (``--l2-adapter``): stores reach L2 by write-behind (the native store controller listens to
+L1). A ``lookup`` whose prefix L1 does not hold completely submits a prefetch to the native
+prefetch controller and replies at once; ``query_prefetch_status`` / ``wait_prefetch_status``
+collect the result (the native wait releases the GIL) and install the same per-(rank, group)
+lock accounting as an L1-only lookup. A repeated lookup, ``end_session`` and session expiry
+cancel a prefetch still pending (the controller releases what it locked).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -71,8 +79,25 @@ class Counters:
     lookups: int = 0
     lookup_requested_tokens: int = 0
     lookup_hit_tokens: int = 0
+    lookup_hit_l1_tokens: int = 0
+    lookup_hit_l2_tokens: int = 0
+    prefetches: int = 0
     allocation_failure_chunks: int = 0
     reaped: int = 0
+
+
+@dataclass
+class PendingPrefetch:
+    """A lookup waiting for the prefetch controller (kept in ``Session.prefetch``)."""
+
+    id: int
+    hashes: list[bytes]  # the prefix's chunk hashes, [0, chunks)
+    chunks: int
+    readers: int
+    groups: int
+    world_size: int
+    model_name: str
+    cache_salt: str
 
 
 class ServerCore:
@@ -269,9 +294,22 @@ class ServerCore:
 
     # ------------------------------------------------------------------ lookup
 
+    def _object_sizes(self, model_name: str, groups: int) -> list[int] | None:
+        """Bytes of one object per object group of ``model_name``, from a registered worker of
+        that model (None if none is registered: the prefetch controller needs the sizes)."""
+        for reg in self.registrations():
+            if reg.model_name == model_name and reg.kv.num_object_groups >= groups:
+                return [int(reg.kv.object_bytes(g)) for g in range(groups)]
+        if groups == 1:
+            for c in self.engine_driven.contexts():
+                if c.model_name == model_name:
+                    return [int(c.object_bytes)]
+        return None
+
     def lookup(self, ctx: CallContext, key: IPCCacheServerKey, tp_size: int) -> None:
         """Lock the longest prefix held by every rank and object group; the result is read
-        with query/wait_prefetch_status. L1 only for now, so it completes before the reply."""
+        with query/wait_prefetch_status. When L1 holds it all (or there is no L2) the result is
+        ready before the reply; otherwise an L2 prefetch is submitted and the reply goes at once."""
         readers = key.num_kv_readers
         if readers < 1:
             raise errors.InvalidArgumentError(
@@ -289,6 +327,10 @@ class ServerCore:
                 key.world_size,
             )
             groups = self._model_groups.get(key.model_name, 1)
+            if self.engine.l2 is not None and self._submit_prefetch(
+                session, key, hashes, last, readers, groups
+            ):
+                return
             prefix = last - first
             locked: dict[tuple[int, int], int] = {}
             for rank in range(key.world_size):
@@ -306,15 +348,117 @@ class ServerCore:
             session.lookup_result = prefix
             session.lookup_hashes = hashes[:prefix]
             session.lookup_done.set()
+        self._count_lookup(last, prefix, prefix, 0)
+
+    def _count_lookup(self, requested: int, hit: int, l1_hit: int, l2_hit: int) -> None:
+        c = self.chunk_size
         with self._counters_lock:
             self.counters.lookups += 1
-            self.counters.lookup_requested_tokens += last * self.chunk_size
-            self.counters.lookup_hit_tokens += prefix * self.chunk_size
+            self.counters.lookup_requested_tokens += requested * c
+            self.counters.lookup_hit_tokens += hit * c
+            self.counters.lookup_hit_l1_tokens += l1_hit * c
+            self.counters.lookup_hit_l2_tokens += l2_hit * c
+
+    def _submit_prefetch(
+        self,
+        session: Session,
+        key: IPCCacheServerKey,
+        hashes: list[bytes],
+        last: int,
+        readers: int,
+        groups: int,
+    ) -> bool:
+        """Submit an L2 prefetch unless L1 already holds the whole prefix in every row (then the
+        L1 fast path serves it). Returns True when submitted. REQUIRES: session.lock."""
+        if last == 0:
+            return False
+        sizes = self._object_sizes(key.model_name, groups)
+        if sizes is None:
+            return False  # no registered layout for this model: L1 only
+        rows = [
+            (self._keys(hashes, key, rank, g), sizes[g])
+            for rank in range(key.world_size)
+            for g in range(groups)
+        ]
+        l1 = self.engine.l1
+        if all(l1.prefix_hits(keys) == last for keys, _ in rows):
+            return False
+        pid = self.engine.l2.prefetch(rows, readers)
+        session.prefetch = PendingPrefetch(
+            pid, hashes[:last], last, readers, groups, key.world_size, key.model_name, key.cache_salt
+        )
+        session.lookup_result = None
+        session.lookup_done.clear()
+        with self._counters_lock:
+            self.counters.prefetches += 1
+        return True
+
+    def _collect_prefetch(self, session: Session, timeout: float) -> None:
+        """Take the result of the session's pending prefetch, if finished (waiting up to
+        ``timeout`` seconds, GIL released), and install its locks as a lookup's."""
+        with session.lock:
+            pending = session.prefetch
+        if pending is None or self.engine.l2 is None:
+            return
+        try:
+            if timeout > 0:
+                result = self.engine.l2.wait(pending.id, timeout)
+            else:
+                result = self.engine.l2.query(pending.id)
+        except (errors.NotFoundError, errors.UnavailableError):
+            return  # collected by a concurrent caller, or cancelled
+        if result is None:
+            return
+        prefix = int(result["prefix_chunks"])
+        with session.lock:
+            if session.prefetch is not pending:  # replaced or ended meanwhile: give the locks back
+                self._release_prefetch_locks(pending, prefix)
+                return
+            session.prefetch = None
+            session.model_name, session.cache_salt, session.world_size = (
+                pending.model_name,
+                pending.cache_salt,
+                pending.world_size,
+            )
+            for rank in range(pending.world_size):
+                for g in range(pending.groups):
+                    session.lookup_locks[(rank, g)] = LookupLocks(prefix, pending.readers)
+            session.lookup_result = prefix
+            session.lookup_hashes = pending.hashes[:prefix]
+            session.lookup_done.set()
+        self._count_lookup(pending.chunks, prefix, int(result["l1_hit_chunks"]), int(result["l2_hit_chunks"]))
+
+    def _release_prefetch_locks(self, pending: PendingPrefetch, prefix: int) -> None:
+        if prefix <= 0:
+            return
+        for rank in range(pending.world_size):
+            k_rank = kv_rank(pending.world_size, rank)
+            for g in range(pending.groups):
+                keys = nkeys.make_keys(
+                    pending.hashes[:prefix], pending.model_name, k_rank, g, pending.cache_salt
+                )
+                for _ in range(pending.readers):
+                    self.engine.l1.finish_read(keys)
+
+    def _cancel_prefetch(self, session: Session) -> None:
+        """Drop the session's pending prefetch; the controller releases what it holds.
+        REQUIRES: session.lock."""
+        pending = session.prefetch
+        if pending is None:
+            return
+        session.prefetch = None
+        if self.engine.l2 is None:
+            return
+        # NotFound: a concurrent collector took the result; it sees the session moved on and
+        # releases the locks itself.
+        with contextlib.suppress(errors.NotFoundError, errors.UnavailableError):
+            self.engine.l2.cancel(pending.id)
 
     def query_prefetch_status(self, ctx: CallContext, request_id: str) -> int | None:
         session = self.sessions.find(request_id)
         if session is None:
             return 0
+        self._collect_prefetch(session, 0.0)
         with session.lock:
             if not session.lookup_done.is_set():
                 return None
@@ -326,7 +470,10 @@ class ServerCore:
         session = self.sessions.find(request_id)
         if session is None:
             return 0
-        if not session.lookup_done.wait(max(0.0, min(float(timeout), 300.0))):
+        budget = max(0.0, min(float(timeout), 300.0))
+        deadline = time.monotonic() + budget
+        self._collect_prefetch(session, budget)  # blocks in C++ with the GIL released
+        if not session.lookup_done.wait(max(0.0, deadline - time.monotonic())):
             return None
         return self.query_prefetch_status(ctx, request_id)
 
@@ -349,7 +496,10 @@ class ServerCore:
             self._release_locks(session)
 
     def _release_locks(self, session: Session, first: int = 0, last: int | None = None) -> None:
-        """Release the unconsumed lookup locks of chunks [first, last). REQUIRES: session.lock."""
+        """Release the unconsumed lookup locks of chunks [first, last); a full release (``last``
+        None) also cancels a pending L2 prefetch. REQUIRES: session.lock."""
+        if last is None:
+            self._cancel_prefetch(session)
         hashes = session.lookup_hashes
         if not session.lookup_locks or not hashes:
             session.lookup_locks.clear()

@@ -42,7 +42,60 @@ class CoreFacade:
             failing["periodic_notifier"] = "notifier thread not running"
         if not self._reaper_alive():
             failing["worker_reaper"] = "liveness/session thread not running"
+        if not eng.l2_healthy:
+            failing["l2_controllers"] = "L2 store/prefetch controller not running"
         return Health(healthy=not failing, failing=failing)
+
+    def _l2_sections(self) -> dict[str, Any]:
+        """The L2 parts of ``storage_manager`` in /status (LMCache's keys, plus our counters)."""
+        l2 = self._core.engine.l2_status()
+        if l2 is None:
+            return {
+                "store_controller": {},
+                "store_controllers": {},
+                "prefetch_controller": {},
+                "l2_eviction_controller": {},
+                "l2_adapters": [],
+            }
+        sc, pc, adapters = l2["store_controller"], l2["prefetch_controller"], l2["adapters"]
+        store = {
+            "is_healthy": sc["running"],
+            "thread_alive": sc["running"],
+            "pending_keys_count": sc["queue_depth"],
+            "in_flight_task_count": sc["in_flight_batches"],
+            "num_l2_adapters": len(adapters),
+            "num_active_adapters": len(adapters),
+            "num_draining_adapters": 0,
+            **sc,
+        }
+        prefetch = {
+            "is_healthy": pc["running"],
+            "thread_alive": pc["running"],
+            "submission_queue_size": pc["queued"],
+            "pending_queue_size": pc["queued"],
+            "in_flight_request_count": pc["in_flight"],
+            "completed_results_count": pc["results_pending"],
+            "num_l2_adapters": len(adapters),
+            "num_active_adapters": len(adapters),
+            "num_draining_adapters": 0,
+            **pc,
+        }
+        eviction = {
+            str(i): {
+                "eviction_policy": a["details"].get("eviction_policy", "none"),
+                "evicted_objects": a["counters"]["evicted_objects"],
+                "evicted_bytes": a["counters"]["evicted_bytes"],
+                "usage_fraction": a["usage"]["usage_fraction"],
+            }
+            for i, a in enumerate(adapters)
+        }
+        return {
+            "store_controller": store,
+            "store_controllers": {"default": store},
+            "prefetch_controller": prefetch,
+            "l2_eviction_controller": eviction,
+            "l2_adapters": [{"index": i, **a} for i, a in enumerate(adapters)],
+        }
 
     # ---- status ----
 
@@ -92,18 +145,14 @@ class CoreFacade:
             "supported_transfer_modes": core.transfer_modes,
             "eviction_policy": ev["eviction_policy"],
             "active_sessions": len(core.sessions),
-            "active_prefetch_jobs": 0,
+            "active_prefetch_jobs": self._active_prefetch_jobs(),
             "active_p2p_lookup_jobs": 0,
             "storage_manager": {
                 "l1_manager": l1_manager,
                 "l1_managers": {"default": l1_manager},
                 "l1_eviction_controller": eviction,
                 "l1_eviction_controllers": {"default": eviction},
-                "store_controller": {},
-                "store_controllers": {},
-                "prefetch_controller": {},
-                "l2_eviction_controller": {},
-                "l2_adapters": [],
+                **self._l2_sections(),
             },
             "worker_liveness": {
                 "enabled": mp.worker_reap_timeout_seconds > 0,
@@ -131,6 +180,13 @@ class CoreFacade:
             },
         }
 
+    def _active_prefetch_jobs(self) -> int:
+        l2 = self._core.engine.l2
+        if l2 is None or l2.closed:
+            return 0
+        pc = l2.prefetch_stats()
+        return int(pc["queued"]) + int(pc["in_flight"])
+
     def config(self) -> dict[str, Any]:
         return to_dict(self._core.config)
 
@@ -146,7 +202,10 @@ class CoreFacade:
         if tier in ("l1", "all"):
             cleared["l1_objects"] = self._core.engine.l1.clear(force)
         if tier in ("l2", "all"):
-            cleared["l2_objects"] = 0  # no L2 adapter is configured in this build yet
+            l2 = self._core.engine.l2
+            # Every object of every adapter (an operator's explicit request; the default tier,
+            # and the ZMQ clear op, clear L1 only).
+            cleared["l2_objects"] = 0 if l2 is None else l2.clear_adapters()
         return cleared
 
     def checksums(
@@ -238,8 +297,18 @@ class CoreFacade:
             c.lookup_requested_tokens,
         )
         metric("lookup_hit_tokens_total", "counter", "Tokens found by lookups.", c.lookup_hit_tokens)
-        metric("lookup_hit_l1_tokens_total", "counter", "Tokens found in L1 by lookups.", c.lookup_hit_tokens)
-        metric("lookup_hit_l2_tokens_total", "counter", "Tokens found in L2 by lookups.", 0)
+        metric(
+            "lookup_hit_l1_tokens_total",
+            "counter",
+            "Of lookup hits: tokens served from objects L1 already held.",
+            c.lookup_hit_l1_tokens,
+        )
+        metric(
+            "lookup_hit_l2_tokens_total",
+            "counter",
+            "Of lookup hits: tokens loaded from L2 into L1 (l1 + l2 == hit).",
+            c.lookup_hit_l2_tokens,
+        )
         metric("num_finished_stores_total", "counter", "Store requests served.", c.stores)
         metric("num_finished_retrieves_total", "counter", "Retrieve requests served.", c.retrieves)
         metric("l1_write_chunks_total", "counter", "Chunks written to L1.", c.store_chunks)
@@ -266,6 +335,7 @@ class CoreFacade:
             "registered_instances", "gauge", "Workers with a registered KV cache.", len(core.registrations())
         )
         metric("worker_reaped_total", "counter", "Workers reaped for silence.", c.reaped)
+        self._l2_metrics(metric, lines)
         rejected = self._dispatcher.stats.rejected
         name = _prom_name("rejected_requests_total")
         lines.append(f"# HELP {name} Requests rejected, by reason.")
@@ -273,6 +343,68 @@ class CoreFacade:
         for reason, n in sorted(rejected.items()):
             lines.append(f'{name}{{reason="{reason}"}} {n}')
         return "\n".join(lines) + "\n"
+
+    def _l2_metrics(self, metric: Callable[..., None], lines: list[str]) -> None:
+        """L2 counters (LMCache's ``lmcache_mp_l2_*`` names where it has them)."""
+        l2 = self._core.engine.l2_status()
+        if l2 is None:
+            return
+        sc, pc, adapters = l2["store_controller"], l2["prefetch_controller"], l2["adapters"]
+        metric(
+            "l2_store_submitted_total",
+            "counter",
+            "L2 store tasks submitted (group x adapter).",
+            sc["batches"],
+        )
+        metric(
+            "l2_store_submitted_objects_total",
+            "counter",
+            "Chunks submitted for L2 store (per adapter).",
+            sc["submitted_keys"],
+        )
+        metric(
+            "l2_store_completed_objects_total",
+            "counter",
+            "Chunks stored to L2 (per adapter).",
+            sc["stored_keys"],
+        )
+        metric("l2_store_failed_objects_total", "counter", "Chunks L2 failed to store.", sc["failed_keys"])
+        metric(
+            "l2_store_dropped_objects_total",
+            "counter",
+            "Chunks not written behind: the queue was full (L2 slower than L1).",
+            sc["dropped_keys"],
+        )
+        metric("l2_store_bytes_total", "counter", "Bytes written to L2.", sc["stored_bytes"])
+        metric("l2_store_queue_depth", "gauge", "Chunks waiting for write-behind.", sc["queue_depth"])
+        metric("l2_prefetch_lookup_total", "counter", "Prefetch requests submitted.", pc["submitted"])
+        metric(
+            "l2_prefetch_lookup_objects_total",
+            "counter",
+            "Chunks asked of L2 adapters (per adapter).",
+            pc["l2_lookup_keys"],
+        )
+        metric("l2_prefetch_load_completed_total", "counter", "Chunks loaded from L2.", pc["loaded_keys"])
+        metric("l2_prefetch_loaded_bytes_total", "counter", "Bytes loaded from L2.", pc["loaded_bytes"])
+        metric(
+            "l2_prefetch_failure_total",
+            "counter",
+            "Chunks found in L2 that failed to load into L1.",
+            pc["load_failures"],
+        )
+        metric("l2_prefetch_timeouts_total", "counter", "L2 tasks that timed out.", pc["timeouts"])
+        metric("l2_prefetch_in_flight", "gauge", "Prefetch requests running now.", pc["in_flight"])
+        metric(
+            "l2_evicted_objects_total",
+            "counter",
+            "Chunks evicted from L2.",
+            sum(a["counters"]["evicted_objects"] for a in adapters),
+        )
+        name = _prom_name("l2_usage_bytes")
+        lines.append(f"# HELP {name} Bytes stored per L2 adapter.")
+        lines.append(f"# TYPE {name} gauge")
+        for i, a in enumerate(adapters):
+            lines.append(f'{name}{{adapter="{i}",type="{a["type"]}"}} {a["usage"]["total_bytes"]}')
 
     def reset_metrics(self) -> None:
         self._core.reset_counters()

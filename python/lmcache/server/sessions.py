@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from lmcache.protocol.hashing import TokenHasher
 
@@ -46,6 +47,8 @@ class Session:
         self.cache_salt = ""
         self.world_size = 1
         self.lookup_hashes: list[bytes] = []
+        # An L2 prefetch this session's lookup is waiting for (ServerCore's PendingPrefetch).
+        self.prefetch: Any = None
 
     def hashes(self, token_ids: Sequence[int], num_chunks: int) -> list[bytes]:
         """Hashes of the first ``num_chunks`` full chunks of ``token_ids`` (cached per session).

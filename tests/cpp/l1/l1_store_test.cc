@@ -442,5 +442,52 @@ TEST_F(L1StoreTest, LazyArenaIsPrefaultedAheadInTheBackground) {
   EXPECT_LE(s->Stats().prefaulted_bytes, s->Stats().usable_bytes);
 }
 
+// OnAdmitted names the writer tag and whether the objects are temporary; a
+// listener that only overrides OnResident still sees every admission.
+class TagListener : public L1Listener {
+ public:
+  void OnAdmitted(const std::vector<ObjectKey>& keys, WriterTag tag, bool temporary) override {
+    std::lock_guard<std::mutex> l(mu);
+    for (const ObjectKey& k : keys) events.push_back({k, tag, temporary});
+  }
+  struct Event {
+    ObjectKey key;
+    WriterTag tag;
+    bool temporary;
+  };
+  std::mutex mu;
+  std::vector<Event> events;
+};
+
+TEST_F(L1StoreTest, OnAdmittedReportsWriterTagAndTemporary) {
+  auto s = Make();
+  TagListener tags;
+  RecordingListener plain;
+  s->AddListener(&tags);
+  s->AddListener(&plain);
+  ASSERT_TRUE(Put(s.get(), Keys(0, 2), 4096, /*tag=*/7).ok());
+  // A temporary admission with readers, by another writer.
+  std::vector<ObjectKey> k{Key(9)};
+  std::vector<uint64_t> sizes{4096};
+  std::vector<ReserveOutcome> out;
+  std::vector<ObjectView> views;
+  ASSERT_TRUE(s->ReserveWrite(k, sizes, 42, &out, &views).ok());
+  ASSERT_TRUE(s->FinishWriteAndReserveRead(k, 42, 1, /*temporary=*/true, &views).ok());
+  // Already resident: nothing is reserved or admitted, nobody is told.
+  std::vector<ObjectKey> again = Keys(0, 1);
+  ASSERT_TRUE(s->ReserveWrite(again, sizes, 8, &out, &views).ok());
+  EXPECT_EQ(out[0], ReserveOutcome::kAlreadyResident);
+  ASSERT_EQ(tags.events.size(), 3u);
+  EXPECT_EQ(tags.events[0].tag, 7u);
+  EXPECT_FALSE(tags.events[0].temporary);
+  EXPECT_EQ(tags.events[2].key, Key(9));
+  EXPECT_EQ(tags.events[2].tag, 42u);
+  EXPECT_TRUE(tags.events[2].temporary);
+  EXPECT_EQ(plain.resident.size(), 3u);  // the default OnAdmitted forwards
+  s->FinishRead(k);
+  s->RemoveListener(&tags);
+  s->RemoveListener(&plain);
+}
+
 }  // namespace
 }  // namespace lmcache

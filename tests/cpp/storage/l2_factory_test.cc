@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lmcache/l2_adapter.h"
@@ -121,6 +124,123 @@ TEST(L2Factory, BackendErrorsAreIOErrors) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kIOError) << r.status().ToString();
   EXPECT_NE(r.status().message().find("/proc/lmcache-cannot-exist"), std::string::npos);
+}
+
+// ---- run-time registered types ----
+
+// Registers `name` as a mock with the given capacity field renamed, and
+// remembers what the factory was given; unregisters on destruction so the
+// process-wide registry is left as found.
+class ScopedMockType {
+ public:
+  explicit ScopedMockType(std::string name) : name_(std::move(name)) {
+    status_ = RegisterL2AdapterType(
+        name_, [this](const L2CommonConfig& common, const std::string& fields,
+                      const L2AdapterContext& context) -> Result<std::unique_ptr<L2Adapter>> {
+          ++calls_;
+          last_common_ = common;
+          last_fields_ = fields;
+          if (fields.find("\"bad\"") != std::string::npos) {
+            return Status::InvalidArgument("L2 adapter '" + common.type + "': field 'bad' is bad");
+          }
+          return CreateL2Adapter(R"({"type":"mock","max_size_gb":1})", context);
+        });
+  }
+  ~ScopedMockType() {
+    if (status_.ok()) {
+      EXPECT_TRUE(UnregisterL2AdapterType(name_).ok());
+    }
+  }
+  const Status& status() const { return status_; }
+  int calls_ = 0;
+  L2CommonConfig last_common_;
+  std::string last_fields_;
+
+ private:
+  std::string name_;
+  Status status_;
+};
+
+TEST(L2FactoryRuntime, RegisterCreateListUnregister) {
+  const std::vector<std::string> before = L2AdapterTypes();
+  {
+    ScopedMockType t("my_store");
+    ASSERT_TRUE(t.status().ok()) << t.status().ToString();
+    std::vector<std::string> after = L2AdapterTypes();
+    EXPECT_TRUE(std::is_sorted(after.begin(), after.end()));
+    EXPECT_EQ(std::count(after.begin(), after.end(), "my_store"), 1);
+    EXPECT_EQ(after.size(), before.size() + 1);
+    EXPECT_NE(Err(R"({"type":"nope"})").message().find("my_store"), std::string::npos);
+
+    auto r = CreateL2Adapter(
+        R"({"type":"my_store","x":1,"shared":true,"eviction":{"eviction_policy":"noop"},"persist_enabled":false})");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(t.calls_, 1);
+    EXPECT_EQ(t.last_common_.type, "my_store");
+    EXPECT_TRUE(t.last_common_.shared);
+    EXPECT_FALSE(t.last_common_.persist_enabled);
+    ASSERT_TRUE(t.last_common_.eviction.has_value());
+    EXPECT_EQ(t.last_common_.eviction->eviction_policy, "noop");
+    EXPECT_EQ(t.last_fields_, R"({"x":1})");  // the common fields are not passed on
+
+    // The common fields are checked before the factory runs; its own errors pass through.
+    ExpectInvalid(R"({"type":"my_store","shared":"yes"})", "L2 adapter 'my_store': field 'shared' must be true or false");
+    ExpectInvalid(R"({"type":"my_store","serde":"x"})", "field 'serde' is not supported");
+    ExpectInvalid(R"({"type":"my_store","bad":1})", "L2 adapter 'my_store': field 'bad' is bad");
+    EXPECT_EQ(t.calls_, 2);
+
+    // Usable as fault_inject's inner adapter.
+    auto fi = CreateL2Adapter(R"({"type":"fault_inject","seed":1,"inner":{"type":"my_store","y":[2]}})");
+    ASSERT_TRUE(fi.ok()) << fi.status().ToString();
+    EXPECT_EQ(fi.value()->common_config().type, "fault_inject");
+    EXPECT_EQ(t.last_fields_, R"({"y":[2]})");
+  }
+  EXPECT_EQ(L2AdapterTypes(), before);
+  ExpectInvalid(R"({"type":"my_store"})", "unknown L2 adapter type 'my_store'");
+}
+
+TEST(L2FactoryRuntime, DuplicatesAndBuiltInsAreRefused) {
+  ScopedMockType t("dup_store");
+  ASSERT_TRUE(t.status().ok());
+  ScopedMockType again("dup_store");
+  EXPECT_EQ(again.status().code(), StatusCode::kAlreadyExists);
+  ScopedMockType builtin("fs");
+  EXPECT_EQ(builtin.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(RegisterL2AdapterType("", [](const L2CommonConfig&, const std::string&, const L2AdapterContext&)
+                                      -> Result<std::unique_ptr<L2Adapter>> { return Status::IOError("x"); })
+                .code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(RegisterL2AdapterType("null_fn", nullptr).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(UnregisterL2AdapterType("fs").code(), StatusCode::kNotFound);
+  EXPECT_EQ(UnregisterL2AdapterType("never_registered").code(), StatusCode::kNotFound);
+}
+
+TEST(L2FactoryRuntime, NotYetTypesBecomeAvailableWhenRegistered) {
+  ExpectInvalid(R"({"type":"s3"})", "L2 adapter type 's3' is not available in this build");
+  {
+    ScopedMockType t("s3");
+    ASSERT_TRUE(t.status().ok());
+    EXPECT_TRUE(CreateL2Adapter(R"({"type":"s3","bucket":"b"})").ok());
+    EXPECT_EQ(t.last_fields_, R"({"bucket":"b"})");
+  }
+  ExpectInvalid(R"({"type":"s3"})", "L2 adapter type 's3' is not available in this build");
+}
+
+TEST(L2FactoryRuntime, ConcurrentRegistrationAndCreation) {
+  std::vector<std::thread> threads;
+  std::atomic<int> created{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([t, &created] {
+      for (int i = 0; i < 20; ++i) {
+        const std::string name = "conc_" + std::to_string(t) + "_" + std::to_string(i);
+        ScopedMockType type(name);
+        if (type.status().ok() && CreateL2Adapter(R"({"type":")" + name + "\"}").ok()) ++created;
+        (void)L2AdapterTypes();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(created.load(), 80);
 }
 
 }  // namespace

@@ -68,6 +68,7 @@ constexpr std::string_view kTmpPrefix = ".lmcache-";
 constexpr std::string_view kTmpSuffix = ".tmp";
 constexpr int64_t kStaleTmpNs = 600'000'000'000;  // temp files older than this are leftovers
 constexpr size_t kNameMax = 255;
+constexpr size_t kProbesPerJob = 64;              // lookup misses probed by one worker job
 
 enum class ChecksumMode { kXattr, kSidecar, kOff };
 
@@ -344,9 +345,7 @@ class FsAdapter final : public L2Adapter {
     if (closed_.load()) return ClosedStatus(opts_.type);
     Bump(counters_.store_tasks);
     auto batch = NewBatch(Kind::kStore, keys, objects);
-    for (size_t i = 0; i < keys.size(); ++i) {
-      Dispatch(batch, [this, batch, i](int w) { StoreOne(*batch, i, w); });
-    }
+    DispatchKeys(batch, &FsAdapter::StoreOne);
     return batch->id;
   }
 
@@ -361,34 +360,38 @@ class FsAdapter final : public L2Adapter {
     L2Bitmap bits(keys.size(), false);
     const size_t hits = index_->LookupAndLock(keys, &bits);
     if (hits == keys.size() || !opts_.probe_misses) {
-      Bump(counters_.lookup_hits, hits);
-      Bump(counters_.lookup_misses, keys.size() - hits);
+      Bump(counters_.lookup_hits, hits);  // misses are counted by Publish
       FinishInline(batch, std::move(bits));
       return batch->id;
     }
-    // Misses may be files another process wrote: probe them on a worker.
-    for (size_t i = 0; i < keys.size(); ++i) batch->ok[i] = bits[i] ? 1 : 0;
-    batch->remaining.store(1);
-    Dispatch(batch, [this, batch](int w) {
-      if (w >= 0) {
-        for (size_t i = 0; i < batch->keys.size(); ++i) {
-          if (!batch->ok[i] && Probe(batch->keys[i]) && index_->Lock(batch->keys[i])) batch->ok[i] = 1;
+    // Misses may be files another process wrote: probe them (one fstatat
+    // each) on the workers, spread like the keys of a load.
+    Bump(counters_.lookup_hits, hits);
+    batch->probe.reserve(keys.size() - hits);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      batch->ok[i] = bits[i] ? 1 : 0;
+      if (!bits[i]) batch->probe.push_back(i);
+    }
+    batch->remaining.store(batch->probe.size());
+    // A probe is a few microseconds: one job per kProbesPerJob misses, so
+    // a small lookup does not pay several thread wake-ups.
+    const size_t n = batch->probe.size();
+    const size_t jobs =
+        std::min<size_t>((n + kProbesPerJob - 1) / kProbesPerJob, static_cast<size_t>(opts_.num_workers));
+    for (size_t j = 0; j < jobs; ++j) {
+      Dispatch(batch, [this, batch, n](int w) {
+        for (size_t k = batch->next.fetch_add(1); k < n; k = batch->next.fetch_add(1)) {
+          const size_t i = batch->probe[k];
+          if (w < 0) {
+            batch->cancelled.store(true);
+          } else if (Probe(batch->keys[i]) && index_->Lock(batch->keys[i])) {
+            batch->ok[i] = 1;
+            Bump(counters_.lookup_hits);
+          }
+          KeyDone(*batch);
         }
-      } else {
-        // Cancelled by Close: release the locks the index already took.
-        std::vector<ObjectKey> locked;
-        for (size_t i = 0; i < batch->keys.size(); ++i) {
-          if (batch->ok[i]) locked.push_back(batch->keys[i]);
-        }
-        index_->Unlock(locked);
-        std::fill(batch->ok.begin(), batch->ok.end(), 0);
-      }
-      size_t h = 0;
-      for (uint8_t b : batch->ok) h += b;
-      Bump(counters_.lookup_hits, h);
-      Bump(counters_.lookup_misses, batch->keys.size() - h);
-      KeyDone(*batch);
-    });
+      });
+    }
     return batch->id;
   }
 
@@ -401,9 +404,7 @@ class FsAdapter final : public L2Adapter {
     if (closed_.load()) return ClosedStatus(opts_.type);
     Bump(counters_.load_tasks);
     auto batch = NewBatch(Kind::kLoad, keys, buffers);
-    for (size_t i = 0; i < keys.size(); ++i) {
-      Dispatch(batch, [this, batch, i](int w) { LoadOne(*batch, i, w); });
-    }
+    DispatchKeys(batch, &FsAdapter::LoadOne);
     return batch->id;
   }
 
@@ -500,6 +501,9 @@ class FsAdapter final : public L2Adapter {
     std::vector<ObjectView> views;
     std::vector<uint8_t> ok;
     std::atomic<size_t> remaining{0};
+    std::atomic<size_t> next{0};  // the next key a job claims (DispatchKeys)
+    std::vector<size_t> probe;    // lookup: the keys to probe on disk (index misses)
+    std::atomic<bool> cancelled{false};  // lookup: a probe was cancelled by Close
     std::atomic<uint64_t> bytes{0};
   };
 
@@ -525,6 +529,21 @@ class FsAdapter final : public L2Adapter {
     if (!pool_.Submit(job)) job(-1);  // closed meanwhile: complete as cancelled
   }
 
+  // Run `fn` once per key of the batch. Not one pool job per key: up to
+  // num_workers jobs that each claim the next unclaimed key until none is
+  // left, so a batch costs a handful of queue operations and wake-ups, and
+  // keys still spread over every idle worker. A cancelled job (-1) claims
+  // and fails keys the same way, so every key is completed exactly once.
+  void DispatchKeys(const std::shared_ptr<Batch>& batch, void (FsAdapter::*fn)(Batch&, size_t, int)) {
+    const size_t n = batch->keys.size();
+    const size_t jobs = std::min<size_t>(n, static_cast<size_t>(opts_.num_workers));
+    for (size_t j = 0; j < jobs; ++j) {
+      Dispatch(batch, [this, batch, fn, n](int w) {
+        for (size_t i = batch->next.fetch_add(1); i < n; i = batch->next.fetch_add(1)) (this->*fn)(*batch, i, w);
+      });
+    }
+  }
+
   void FinishInline(const std::shared_ptr<Batch>& batch, L2Bitmap bits) {
     if (batch->keys.empty()) return;  // already published
     for (size_t i = 0; i < bits.size(); ++i) batch->ok[i] = bits[i] ? 1 : 0;
@@ -537,6 +556,20 @@ class FsAdapter final : public L2Adapter {
   }
 
   void Publish(Batch& b) {
+    if (b.kind == Kind::kLookup) {
+      if (b.cancelled.load()) {  // Close cancelled a probe: fail the whole task, release its locks
+        std::vector<ObjectKey> locked;
+        for (size_t i = 0; i < b.keys.size(); ++i) {
+          if (b.ok[i]) locked.push_back(b.keys[i]);
+        }
+        index_->Unlock(locked);
+        counters_.lookup_hits.fetch_sub(locked.size(), std::memory_order_relaxed);
+        std::fill(b.ok.begin(), b.ok.end(), 0);
+      }
+      size_t h = 0;
+      for (uint8_t bit : b.ok) h += bit;
+      Bump(counters_.lookup_misses, b.keys.size() - h);
+    }
     L2Bitmap bits(b.ok.size());
     bool all = true;
     for (size_t i = 0; i < b.ok.size(); ++i) {
@@ -789,7 +822,10 @@ class FsAdapter final : public L2Adapter {
       Bump(counters_.rejected_keys);
       return false;
     }
-    if (index_->Contains(key) || Probe(key)) {  // first writer wins
+    // First writer wins. A key we know is skipped at once; a file another
+    // process wrote is found by the no-replace rename below (EEXIST), so the
+    // common case, a new key, costs no extra lookup of the name.
+    if (index_->Contains(key)) {
       Bump(counters_.store_skipped);
       return true;
     }

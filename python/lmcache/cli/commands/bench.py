@@ -8,6 +8,16 @@ Usage::
         [--interval 0.5] [--kvcache-shape-spec '(2,1024,16,8,128):float16:32']
         [--format {terminal,json}] [--output PATH] [-q]
     lmcache bench kvcache ...   (the same command under its older name)
+    lmcache bench l2 [--l2-adapter JSON | env L2_ADAPTER_JSON] [--num-keys 32] [--in-flight 1]
+        [--data-size-kb 256] [--l1-align-bytes 1] [--rounds 1] [--warmup-rounds 1]
+        [--lookup-max-hit-rate 0.0] [--skip-verify | --no-skip-verify] [--only {store,lookup,load}]
+        [--format {terminal,json}] [--output PATH] [-q]
+
+``bench l2`` drives one L2 adapter directly (see :mod:`lmcache.bench.l2_bench`). Exit status: 0
+when every requested operation ran and (with ``--no-skip-verify``) the round trip verified; 1 when
+the adapter cannot be created, verification failed, or every measured round of an operation
+timed out; 2 for a missing or unparsable spec, an unknown adapter type or field, or a bad flag.
+``-q`` prints nothing on stdout (``--output`` is still written), as 0.5.6.
 
 ``bench server`` plays a CPU inference worker against the server's multiprocess (ZMQ) port: for
 each sequence in ``[--start, --end)`` a cold pass (LOOKUP, expected to miss, then STORE) and a
@@ -40,23 +50,27 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 
+from lmcache.bench import l2_bench
 from lmcache.bench import server_bench as sb
 from lmcache.bench.kv_shape import DEFAULT_SHAPE_SPEC, DTYPES
 from lmcache.cli.options import progress
 from lmcache.cli.status import ExitStatus, UsageError
 from lmcache.client import http as http_client
 from lmcache.client import mp as mp_client
-from lmcache.errors import InvalidArgumentError
+from lmcache.errors import InvalidArgumentError, LMCacheError
 from lmcache.report import FORMATS, emit
 
 NAME = "bench"
-HELP = "Run benchmarks against a running lmcache server (server, kvcache)."
+HELP = "Run benchmarks: a running lmcache server (server, kvcache) or an L2 adapter (l2)."
 
 _SERVER_HELP = "End-to-end data-path test and latency benchmark of a running KV-cache server (MP protocol)."
 _KVCACHE_HELP = "The same as 'bench server' (its older name)."
+_L2_HELP = "Throughput / latency benchmark of one L2 cache adapter (store / lookup / load)."
+_L2_SPEC_ENV = "L2_ADAPTER_JSON"
 
 
 def _rpc_url(text: str) -> str:
@@ -205,6 +219,143 @@ def _add_server_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _hit_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return value
+
+
+def _add_l2_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--l2-adapter",
+        action="append",
+        default=None,
+        metavar="JSON",
+        help='L2 adapter spec as JSON with a "type" field and adapter-specific fields, e.g. '
+        '\'{"type":"fs_native","base_path":"/tmp/bench"}\'. May be given several times; only the first '
+        f"is benchmarked. If not given, the {_L2_SPEC_ENV} environment variable is used.",
+    )
+    parser.add_argument(
+        "--num-keys",
+        type=_int_at_least(1),
+        default=32,
+        metavar="N",
+        help="Keys per submit. Default: %(default)s.",
+    )
+    parser.add_argument(
+        "--in-flight",
+        type=_int_at_least(1),
+        default=1,
+        metavar="N",
+        help="In-flight submits per round. Each round issues this many submits sequentially from a single "
+        "producer thread, then waits for all of them. Default: %(default)s.",
+    )
+    parser.add_argument(
+        "--data-size-kb",
+        type=_int_at_least(1),
+        default=256,
+        metavar="N",
+        help="Data size per key in KiB. Default: %(default)s.",
+    )
+    parser.add_argument(
+        "--l1-align-bytes",
+        type=_int_at_least(1),
+        default=1,
+        metavar="N",
+        help="Alignment in bytes of the benchmark L1 buffers (they are at least page-aligned anyway). "
+        "Use 4096 for O_DIRECT backends. --data-size-kb * 1024 must be a multiple of it. "
+        "Default: %(default)s.",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=_int_at_least(1),
+        default=1,
+        metavar="N",
+        help="Measurement rounds per operation. Default: %(default)s.",
+    )
+    parser.add_argument(
+        "--warmup-rounds",
+        type=_int_at_least(0),
+        default=1,
+        metavar="N",
+        help="Warmup rounds before measurement; their results are discarded. Default: %(default)s.",
+    )
+    parser.add_argument(
+        "--lookup-max-hit-rate",
+        type=_hit_rate,
+        default=0.0,
+        metavar="F",
+        help="Upper bound on the lookup hit rate, in [0, 1]: each round looks up floor(N * rate) keys "
+        "from the stored range and the rest from a range that is never stored (N = keys per round). "
+        "Default: %(default)s.",
+    )
+    parser.add_argument(
+        "--skip-verify",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Skip the store -> load round-trip data check (default). --no-skip-verify compares the load "
+        "buffers of the last measured round with the stored byte pattern; a mismatch exits with status 1.",
+    )
+    parser.add_argument(
+        "--only",
+        choices=l2_bench.OPERATIONS,
+        default=None,
+        help="Run only this operation (default: store, lookup, load in that order).",
+    )
+    group = parser.add_argument_group("output")
+    group.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=FORMATS[0],
+        help="Format of the final summary on stdout: an aligned table, or one JSON document (progress then "
+        "goes to stderr). Default: %(default)s.",
+    )
+    group.add_argument(
+        "--output",
+        metavar="PATH",
+        default=None,
+        help="Also save the summary to PATH (format chosen by --format).",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="Suppress stdout output (exit status only; --output is still written).",
+    )
+
+
+def _run_l2(args: argparse.Namespace) -> int:
+    specs = args.l2_adapter or []
+    spec = specs[0] if specs else os.environ.get(_L2_SPEC_ENV, "")
+    if not spec.strip():
+        raise UsageError(f"no L2 adapter spec: pass --l2-adapter JSON or set {_L2_SPEC_ENV}")
+    opts = l2_bench.BenchOptions(
+        spec_json=spec,
+        num_keys=args.num_keys,
+        in_flight=args.in_flight,
+        data_size_kb=args.data_size_kb,
+        l1_align_bytes=args.l1_align_bytes,
+        rounds=args.rounds,
+        warmup_rounds=args.warmup_rounds,
+        lookup_max_hit_rate=args.lookup_max_hit_rate,
+        skip_verify=args.skip_verify,
+        only=args.only,
+    )
+    log = progress(args)
+    try:
+        result = l2_bench.run_l2_bench(opts, log.line)
+    except l2_bench.BenchUsageError as exc:
+        raise UsageError(str(exc)) from None
+    emit(l2_bench.build_report(result), args.format, args.output, args.quiet)
+    if result.fatal is not None:
+        raise LMCacheError(result.fatal)
+    return ExitStatus.SUCCESS if result.ok else ExitStatus.ERROR
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(NAME, help=HELP, description=HELP)
     targets = parser.add_subparsers(dest="bench_target", metavar="TARGET", title="targets")
@@ -212,6 +363,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         sub = targets.add_parser(name, help=help_, description=_SERVER_HELP)
         _add_server_bench_arguments(sub)
         sub.set_defaults(bench_run=_run_server)
+    sub = targets.add_parser("l2", help=_L2_HELP, description=_L2_HELP)
+    _add_l2_bench_arguments(sub)
+    sub.set_defaults(bench_run=_run_l2)
     parser.set_defaults(func=run, bench_parser=parser)
 
 
