@@ -1,6 +1,9 @@
 // Bindings of L2Tier (lmcache._native.l2ctl): the L2 adapters of a server,
 // created from their JSON specs, and the store / prefetch controllers over
 // one L1Store. Python passes keys and policies; L2 bytes never reach it.
+#include <optional>
+#include <string>
+
 #include "common.h"
 #include "lmcache/l1_store.h"
 #include "lmcache/l2_controllers.h"
@@ -261,14 +264,20 @@ Call close() before the L1 store goes away (or use it as a context manager).)doc
            [](TierHolder& h) {
              std::shared_ptr<L2Tier> t = h.get();
              std::vector<std::pair<L2Status, L2Usage>> out;
+             std::vector<bool> shared;
              {
                py::gil_scoped_release nogil;
                for (size_t i = 0; i < t->num_adapters(); ++i) {
                  out.emplace_back(t->adapter(i).ReportStatus(), t->adapter(i).Usage());
+                 shared.push_back(t->adapter(i).common_config().shared);
                }
              }
              py::list l;
-             for (const auto& [st, u] : out) l.append(AdapterDict(st, u));
+             for (size_t i = 0; i < out.size(); ++i) {
+               py::dict d = AdapterDict(out[i].first, out[i].second);
+               d["shared"] = static_cast<bool>(shared[i]);
+               l.append(std::move(d));
+             }
              return l;
            },
            "Per adapter, in cascade order: type, health, counters, details and usage.")
@@ -283,6 +292,70 @@ Call close() before the L1 store goes away (or use it as a context manager).)doc
              return r.value();
            },
            "Delete every object of every adapter; returns how many.")
+      .def(
+          "list_objects",
+          [](TierHolder& h, size_t adapter, std::optional<std::string> model_name, size_t page_size,
+             const std::string& cursor) {
+            std::shared_ptr<L2Tier> t = h.get();
+            if (adapter >= t->num_adapters()) {
+              ThrowInvalid("adapter " + std::to_string(adapter) + " does not exist (" +
+                           std::to_string(t->num_adapters()) + " adapters)");
+            }
+            if (page_size == 0) ThrowInvalid("page_size must be positive");
+            L2ListRequest req;
+            req.model_name = std::move(model_name);
+            req.page_size = page_size;
+            req.cursor = cursor;
+            Result<L2KeyPage> page = [&] {
+              py::gil_scoped_release nogil;
+              return t->adapter(adapter).List(req);
+            }();
+            ThrowIfError(page.status());
+            py::list entries;
+            for (const L2KeyInfo& k : page.value().keys) {
+              py::dict e;
+              const std::string_view hash = k.key.chunk_hash_bytes();
+              e["chunk_hash_hex"] = py::bytes(hash.data(), hash.size()).attr("hex")();
+              e["model_name"] = k.key.model_name.str();
+              e["kv_rank"] = k.key.kv_rank;
+              e["object_group_id"] = k.key.object_group_id;
+              e["cache_salt"] = k.key.cache_salt.str();
+              e["size"] = k.size;
+              entries.append(std::move(e));
+            }
+            return py::make_tuple(std::move(entries), page.value().next_cursor);
+          },
+          py::arg("adapter"), py::arg("model_name") = py::none(), py::arg("page_size") = 500,
+          py::arg("cursor") = "",
+          "One page of one adapter's objects: ([{chunk_hash_hex, model_name, kv_rank, object_group_id, "
+          "cache_salt, size}], next_cursor); next_cursor is '' on the last page.")
+      .def(
+          "delete_objects",
+          [](TierHolder& h, const KeyList& keys, std::optional<size_t> adapter) {
+            std::shared_ptr<L2Tier> t = h.get();
+            if (adapter.has_value() && *adapter >= t->num_adapters()) {
+              ThrowInvalid("adapter " + std::to_string(*adapter) + " does not exist (" +
+                           std::to_string(t->num_adapters()) + " adapters)");
+            }
+            uint64_t deleted = 0;
+            Status first_error;
+            {
+              py::gil_scoped_release nogil;
+              for (size_t i = 0; i < t->num_adapters(); ++i) {
+                if (adapter.has_value() && i != *adapter) continue;
+                Result<size_t> r = t->adapter(i).Delete(keys.keys);
+                if (r.ok()) {
+                  deleted += r.value();
+                } else if (first_error.ok()) {
+                  first_error = r.status();
+                }
+              }
+            }
+            if (deleted == 0) ThrowIfError(first_error);
+            return deleted;
+          },
+          py::arg("keys"), py::arg("adapter") = py::none(),
+          "Delete keys from one adapter (or every adapter): the number of objects removed.")
       .def("close", &TierHolder::Close,
            "Stop both controllers and close the adapters (idempotent).")
       .def("__enter__", [](TierHolder& h) -> TierHolder& { return h; }, py::return_value_policy::reference)

@@ -168,6 +168,20 @@ class FakeFacade:
         self._call("delete_quota", cache_salt)
         return self.quotas.pop(cache_salt, None) is not None
 
+    def list_objects(
+        self, tier: str, adapter: str | None, model_name: str | None, page_size: int, page_token: str
+    ) -> dict[str, Any]:
+        self._call("list_objects", tier, adapter, model_name, page_size, page_token)
+        if tier != "l2":
+            raise InvalidArgumentError(f"listing tier {tier!r} is not supported (use tier=l2)")
+        return {"adapter": 0, "type": "mock", "shared": False, "entries": [], "next_page_token": None}
+
+    def delete_objects(
+        self, keys: list[dict[str, Any]], tier: str, force: bool, adapter: str | None
+    ) -> dict[str, Any]:
+        self._call("delete_objects", keys, tier, force, adapter)
+        return {"deleted": 0, "skipped": len(keys), "ok": True}
+
     def list_quotas(self) -> dict[str, dict[str, Any]]:
         self._call("list_quotas")
         salts = set(self.quotas) | set(self.usage)

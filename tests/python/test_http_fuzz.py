@@ -28,6 +28,8 @@ ROUTES: list[tuple[str, str, str, bool]] = [
     ("GET", "/commit_id", "/commit_id", False),
     ("POST", "/cache/clear", "/cache/clear", True),
     ("POST", "/cache/checksums", "/cache/checksums", True),
+    ("GET", "/cache/objects", "/cache/objects", False),
+    ("DELETE", "/cache/objects", "/cache/objects", True),
     ("GET", "/quota", "/quota", False),
     ("PUT", "/quota/{cache_salt}", "/quota/alice", True),
     ("GET", "/quota/{cache_salt}", "/quota/alice", False),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -191,6 +192,80 @@ def test_skip_l1_policy_empties_l1_and_serves_from_l2(tmp_path: Path, worker: Wo
             assert retrieve_digest(c, worker, "warm") == stored_digest
             c.call("end_session", "warm")
             assert quiet_l1(srv)
+    finally:
+        srv.shutdown()
+
+
+def http_status(
+    srv: Server, path: str, method: str = "GET", body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    url = f"http://127.0.0.1:{srv.http_port}{path}"
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_cache_objects_lists_and_deletes_l2_objects(tmp_path: Path, worker: Worker) -> None:
+    srv = start("--l2-adapter", '{"type": "mock"}', "--l2-adapter", fs_spec(tmp_path))
+    try:
+        with client(srv) as c:
+            worker.register(c)
+            _, ok = c.call("store", key(TOKENS, "s"), 7, blocks(0, N_CHUNKS * CHUNK), b"")
+            assert ok is True
+            c.call("end_session", "s")
+            assert eventually(lambda: written_behind(srv, 2 * N_CHUNKS))
+            # The second adapter (fs_native), by type, one entry per page.
+            code, page = http_status(srv, "/cache/objects?tier=l2&adapter=fs_native&page_size=1")
+            assert code == 200, page
+            assert page["adapter"] == 1 and page["type"] == "fs_native" and page["shared"] is False
+            assert len(page["entries"]) == 1 and page["next_page_token"]
+            entries = list(page["entries"])
+            code, page2 = http_status(
+                srv, f"/cache/objects?adapter=1&page_size=1&page_token={page['next_page_token']}"
+            )
+            assert code == 200 and page2["next_page_token"] is None
+            entries += page2["entries"]
+            assert {e["model_name"] for e in entries} == {"test/model"}
+            assert len({e["chunk_hash_hex"] for e in entries}) == N_CHUNKS
+            assert all(e["size"] > 0 and e["cache_salt"] == "" for e in entries)
+            files = {p.name for p in tmp_path.glob("*.data")}
+            assert len(files) == N_CHUNKS and all(
+                any(e["chunk_hash_hex"] in f for f in files) for e in entries
+            )
+            # The model filter.
+            code, none = http_status(srv, "/cache/objects?adapter=1&model_name=other-model")
+            assert code == 200 and none["entries"] == []
+            # Delete one key from the fs adapter only; the mock keeps it.
+            one = {k: entries[0][k] for k in ("chunk_hash_hex", "model_name", "kv_rank", "object_group_id")}
+            code, res = http_status(srv, "/cache/objects", "DELETE", {"keys": [one], "adapter": "fs_native"})
+            assert code == 200 and res == {"deleted": 1, "skipped": 0, "ok": True}
+            assert len(list(tmp_path.glob("*.data"))) == N_CHUNKS - 1
+            _, mock_page = http_status(srv, "/cache/objects?adapter=0")
+            assert len(mock_page["entries"]) == N_CHUNKS
+            # Delete from every tier: L1 and both adapters.
+            code, res = http_status(srv, "/cache/objects", "DELETE", {"keys": [one], "tier": "all"})
+            assert code == 200 and res["deleted"] == 2  # L1 + mock (fs already gone)
+            # Bad input.
+            assert http_status(srv, "/cache/objects?tier=l1")[0] == 400
+            assert http_status(srv, "/cache/objects?adapter=7")[0] == 400
+            assert http_status(srv, "/cache/objects?adapter=redis")[0] == 400
+            assert http_status(srv, "/cache/objects?page_size=0")[0] == 400
+            bad = dict(one, chunk_hash_hex="zz")
+            assert http_status(srv, "/cache/objects", "DELETE", {"keys": [bad]})[0] == 400
+            assert http_status(srv, "/cache/objects", "DELETE", {"keys": "x"})[0] == 422
+    finally:
+        srv.shutdown()
+
+
+def test_cache_objects_without_l2_is_503(worker: Worker) -> None:
+    srv = start()
+    try:
+        assert http_status(srv, "/cache/objects")[0] == 503
     finally:
         srv.shutdown()
 

@@ -1,4 +1,4 @@
-"""Cache control: ``POST /cache/clear`` and ``POST /cache/checksums``.
+"""Cache control: ``POST /cache/clear``, ``POST /cache/checksums``, ``GET/DELETE /cache/objects``.
 
 ``POST /cache/clear`` takes an optional body ``{"tier": "l1" | "l2" | "all", "force": false}``
 (an empty body clears L1) and answers ``{"status": "ok", "cleared": {"tier": ..., ...}}`` with
@@ -14,6 +14,18 @@ implemented; when the configured L2 adapters cannot delete, the answer is 501 sa
 ``[0, 2^31)`` are 400; an unknown ``instance_id`` is 404 (the facade raises NotFoundError).
 ``block_id_ranges`` is LMCache's compressed form of the block ids: runs of three or more
 consecutive ids become ``[first, last]``, anything else stays a plain id.
+
+``GET /cache/objects?tier=l2&adapter=&model_name=&page_size=500&page_token=`` pages through the
+objects of one L2 adapter (``adapter``: its index in cascade order or its type; the first by
+default): ``{"adapter", "type", "shared", "entries": [{"chunk_hash_hex", "model_name", "kv_rank",
+"object_group_id", "cache_salt", "size"}], "next_page_token"}`` (``null`` on the last page).
+Unlike 0.5.6, every adapter of this build can list (fs included). ``tier=l1`` is 400 (as 0.5.6),
+no L2 configured is 503.
+
+``DELETE /cache/objects`` takes ``{"keys": [{"chunk_hash_hex", "model_name", "kv_rank",
+"object_group_id": 0, "cache_salt": ""}], "tier": "l2" | "l1" | "all", "force": false,
+"adapter": null}`` and answers ``{"deleted", "skipped", "ok"}``; ``force`` also deletes L1
+objects that in-flight requests hold (they are freed when the readers finish).
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ from lmcache.errors import InvalidArgumentError, UnavailableError
 from lmcache.http.deps import Facade
 from lmcache.http.errors import UnsupportedError
 
-__all__ = ["ChecksumRequest", "ClearRequest", "build_router", "compress_ids"]
+__all__ = ["ChecksumRequest", "ClearRequest", "DeleteObjectsRequest", "build_router", "compress_ids"]
 
 _MAX_BLOCK_ID = 2**31 - 1
 _INT64 = 2**63
@@ -38,6 +50,25 @@ class ClearRequest(BaseModel):
 
     tier: Literal["l1", "l2", "all"] = "l1"
     force: bool = False
+
+
+class ObjectKeyModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    chunk_hash_hex: str
+    model_name: str
+    kv_rank: int
+    object_group_id: int = 0
+    cache_salt: str = ""
+
+
+class DeleteObjectsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    keys: list[ObjectKeyModel]
+    tier: Literal["l1", "l2", "all"] = "l2"
+    force: bool = False
+    adapter: str | int | None = None
 
 
 class ChecksumRequest(BaseModel):
@@ -101,6 +132,25 @@ def checksums(facade: Facade, body: ChecksumRequest) -> dict[str, Any]:
     }
 
 
+def list_objects(
+    facade: Facade,
+    tier: str = "l2",
+    adapter: str | None = None,
+    model_name: str | None = None,
+    page_size: int = 500,
+    page_token: str = "",
+) -> dict[str, Any]:
+    return facade.list_objects(tier, adapter, model_name, page_size, page_token)
+
+
+def delete_objects(facade: Facade, body: DeleteObjectsRequest) -> dict[str, Any]:
+    if len(body.keys) > 100_000:
+        raise InvalidArgumentError(f"at most 100000 keys per request, got {len(body.keys)}")
+    adapter = None if body.adapter is None else str(body.adapter)
+    keys = [k.model_dump() for k in body.keys]
+    return facade.delete_objects(keys, body.tier, body.force, adapter)
+
+
 def build_router() -> APIRouter:
     router = APIRouter(tags=["cache"])
     router.add_api_route(
@@ -108,5 +158,11 @@ def build_router() -> APIRouter:
     )
     router.add_api_route(
         "/cache/checksums", checksums, methods=["POST"], summary="MD5 per chunk of registered KV blocks"
+    )
+    router.add_api_route(
+        "/cache/objects", list_objects, methods=["GET"], summary="List one L2 adapter's objects"
+    )
+    router.add_api_route(
+        "/cache/objects", delete_objects, methods=["DELETE"], summary="Delete objects by key"
     )
     return router

@@ -44,6 +44,19 @@ class ServerFacade(Protocol):
         """MD5 per chunk of the registered KV rows (``POST /cache/checksums``)."""
         ...
 
+    def list_objects(
+        self, tier: str, adapter: str | None, model_name: str | None, page_size: int, page_token: str
+    ) -> dict[str, Any]:
+        """One page of stored objects (``GET /cache/objects``): ``{"adapter", "type", "shared",
+        "entries", "next_page_token"}``."""
+        ...
+
+    def delete_objects(
+        self, keys: list[dict[str, Any]], tier: str, force: bool, adapter: str | None
+    ) -> dict[str, Any]:
+        """Delete objects by key (``DELETE /cache/objects``): ``{"deleted", "skipped", "ok"}``."""
+        ...
+
     def set_quota(self, cache_salt: str, limit_bytes: int) -> None: ...
 
     def get_quota(self, cache_salt: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lmcache import __version__, errors
+from lmcache._native import keys as nkeys
 from lmcache._native import transfer
 from lmcache.config import to_dict
 from lmcache.server.core import ServerCore
@@ -207,6 +208,79 @@ class CoreFacade:
             # and the ZMQ clear op, clear L1 only).
             cleared["l2_objects"] = 0 if l2 is None else l2.clear_adapters()
         return cleared
+
+    def _l2_adapter_index(self, adapter: str | None) -> int:
+        """``adapter`` as given to /cache/objects: None (the first), an index, or a type name."""
+        l2 = self._core.engine.l2
+        if l2 is None:
+            raise errors.UnavailableError("no L2 adapter is configured (--l2-adapter)")
+        if adapter is None or adapter == "":
+            return 0
+        if adapter.isdigit():
+            i = int(adapter)
+            if i >= l2.num_adapters:
+                raise errors.InvalidArgumentError(f"adapter {i} does not exist ({l2.num_adapters} adapters)")
+            return i
+        types = [a["type"] for a in l2.adapters_status()]
+        if adapter not in types:
+            raise errors.InvalidArgumentError(
+                f"no L2 adapter of type {adapter!r} (configured: {', '.join(types)})"
+            )
+        return types.index(adapter)
+
+    def list_objects(
+        self, tier: str, adapter: str | None, model_name: str | None, page_size: int, page_token: str
+    ) -> dict[str, Any]:
+        if tier != "l2":
+            raise errors.InvalidArgumentError(f"listing tier {tier!r} is not supported (use tier=l2)")
+        if not 1 <= page_size <= 10_000:
+            raise errors.InvalidArgumentError(f"page_size must be in [1, 10000], got {page_size}")
+        i = self._l2_adapter_index(adapter)
+        l2 = self._core.engine.l2
+        status = l2.adapters_status()[i]
+        entries, cursor = l2.list_objects(i, model_name or None, page_size, page_token)
+        return {
+            "adapter": i,
+            "type": status["type"],
+            "shared": bool(status.get("shared", False)),
+            "entries": entries,
+            "next_page_token": cursor or None,
+        }
+
+    def delete_objects(
+        self, keys: list[dict[str, Any]], tier: str, force: bool, adapter: str | None
+    ) -> dict[str, Any]:
+        if tier not in ("l1", "l2", "all"):
+            raise errors.InvalidArgumentError(f"unknown tier {tier!r} (choose l1, l2 or all)")
+        groups: dict[tuple[str, int, int, str], list[bytes]] = {}
+        for n, k in enumerate(keys):
+            try:
+                digest = bytes.fromhex(str(k["chunk_hash_hex"]))
+                ident = (str(k["model_name"]), int(k["kv_rank"]), int(k.get("object_group_id", 0)))
+                salt = str(k.get("cache_salt", "") or "")
+            except (KeyError, TypeError, ValueError) as exc:
+                raise errors.InvalidArgumentError(
+                    f"keys[{n}]: needs chunk_hash_hex (hex), model_name, kv_rank (int): {exc}"
+                ) from None
+            if not 1 <= len(digest) <= 32 or not ident[0]:
+                raise errors.InvalidArgumentError(
+                    f"keys[{n}]: a chunk hash of 1 to 32 bytes and a model name"
+                )
+            groups.setdefault((*ident, salt), []).append(digest)
+        l2 = self._core.engine.l2
+        index: int | None = None
+        if tier in ("l2", "all"):
+            if l2 is None:
+                raise errors.UnavailableError("no L2 adapter is configured (--l2-adapter)")
+            index = None if adapter is None else self._l2_adapter_index(adapter)
+        deleted = 0
+        for (model, rank, group, salt), digests in groups.items():
+            klist = nkeys.make_keys(digests, model, rank, group, salt)
+            if tier in ("l1", "all"):
+                deleted += self._core.engine.l1.delete(klist, force)
+            if tier in ("l2", "all"):
+                deleted += l2.delete_objects(klist, index)
+        return {"deleted": deleted, "skipped": max(0, len(keys) - deleted), "ok": True}
 
     def checksums(
         self, instance_id: int, block_ids: list[int], chunk_size: int, layerwise: bool
