@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
 #include <thread>
 #include <unordered_set>
 #include <vector>
@@ -79,6 +80,26 @@ TEST(ObjectKeyTest, HashSpreads) {
   for (int i = 0; i < 10000; ++i) hashes.insert(ObjectKeyHash()(testing::Key(i)));
   EXPECT_EQ(hashes.size(), 10000u);
   EXPECT_EQ(sizeof(ObjectKey), 64u);
+}
+
+// Synthetic digests that differ only in their last bytes (LMCache's bench
+// uses idx.to_bytes(16, "big")) must still spread: the whole digest counts,
+// not just its first 8 bytes.
+TEST(ObjectKeyTest, HashSpreadsDigestsThatDifferOnlyAtTheEnd) {
+  const Symbol model = Symbol::Intern("m");
+  std::unordered_set<size_t> hashes;
+  std::unordered_set<size_t> low_bits;  // what a 1024-bucket table would use
+  for (uint32_t i = 0; i < 4096; ++i) {
+    std::string digest(16, '\0');
+    for (int b = 0; b < 4; ++b) digest[15 - b] = static_cast<char>((i >> (8 * b)) & 0xff);
+    ObjectKey k;
+    ASSERT_TRUE(MakeKey(digest, model.str(), 0, 0, "", &k));
+    const size_t h = ObjectKeyHash()(k);
+    hashes.insert(h);
+    low_bits.insert(h & 1023);
+  }
+  EXPECT_EQ(hashes.size(), 4096u);
+  EXPECT_GT(low_bits.size(), 900u);  // ~1020 expected for a good hash; 1 before the fix
 }
 
 }  // namespace
