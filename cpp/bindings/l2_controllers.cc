@@ -188,9 +188,11 @@ Call close() before the L1 store goes away (or use it as a context manager).)doc
       .def_property_readonly("closed", [](const TierHolder& h) { return !h.tier; })
       .def(
           "prefetch",
-          [](TierHolder& h, const std::vector<std::pair<const KeyList*, uint64_t>>& rows, uint32_t readers) {
+          [](TierHolder& h, const std::vector<std::pair<const KeyList*, uint64_t>>& rows, uint32_t readers,
+             bool retain) {
             PrefetchRequest req;
             req.readers = readers;
+            req.retain = retain;
             for (const auto& [keys, size] : rows) {
               if (keys == nullptr) ThrowInvalid("a prefetch row needs a KeyList");
               req.rows.push_back(PrefetchRow{keys->keys, size});
@@ -203,8 +205,9 @@ Call close() before the L1 store goes away (or use it as a context manager).)doc
             ThrowIfError(id.status());
             return id.value();
           },
-          py::arg("rows"), py::arg("readers") = 1,
-          "Submit a prefetch: rows of (KeyList, object_bytes), one per (rank, object group). Returns its id.")
+          py::arg("rows"), py::arg("readers") = 1, py::arg("retain") = false,
+          "Submit a prefetch: rows of (KeyList, object_bytes), one per (rank, object group). Returns its id. "
+          "retain: loaded objects stay resident (warming) whatever the prefetch policy.")
       .def(
           "query",
           [](TierHolder& h, PrefetchId id) {

@@ -182,6 +182,18 @@ class FakeFacade:
         self._call("delete_objects", keys, tier, force, adapter)
         return {"deleted": 0, "skipped": len(keys), "ok": True}
 
+    def prefetch(
+        self, model_name: str, world_size: int, token_ids: list[int], cache_salt: str
+    ) -> dict[str, Any]:
+        self._call("prefetch", model_name, world_size, token_ids, cache_salt)
+        return {"request_id": "warm-1", "chunks": len(token_ids) // 256, "status": "submitted"}
+
+    def prefetch_status(self, request_id: str) -> dict[str, Any]:
+        self._call("prefetch_status", request_id)
+        if request_id != "warm-1":
+            raise NotFoundError(f"no prefetch request {request_id!r}")
+        return {"request_id": request_id, "status": "pending"}
+
     def list_quotas(self) -> dict[str, dict[str, Any]]:
         self._call("list_quotas")
         salts = set(self.quotas) | set(self.usage)

@@ -30,6 +30,8 @@ ROUTES: list[tuple[str, str, str, bool]] = [
     ("POST", "/cache/checksums", "/cache/checksums", True),
     ("GET", "/cache/objects", "/cache/objects", False),
     ("DELETE", "/cache/objects", "/cache/objects", True),
+    ("POST", "/cache/prefetches", "/cache/prefetches", True),
+    ("GET", "/cache/prefetches/{request_id}", "/cache/prefetches/warm-1", False),
     ("GET", "/quota", "/quota", False),
     ("PUT", "/quota/{cache_salt}", "/quota/alice", True),
     ("GET", "/quota/{cache_salt}", "/quota/alice", False),

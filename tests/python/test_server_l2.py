@@ -262,6 +262,55 @@ def test_cache_objects_lists_and_deletes_l2_objects(tmp_path: Path, worker: Work
         srv.shutdown()
 
 
+def test_cache_prefetches_warms_l1_from_l2(tmp_path: Path, worker: Worker) -> None:
+    srv = start("--l2-adapter", fs_spec(tmp_path))
+    try:
+        with client(srv) as c:
+            worker.register(c)
+            _, ok = c.call("store", key(TOKENS, "s"), 7, blocks(0, N_CHUNKS * CHUNK), b"")
+            assert ok is True
+            c.call("end_session", "s")
+            assert eventually(lambda: written_behind(srv, N_CHUNKS))
+            http(srv, "/cache/clear", {})
+            assert storage(srv)["l1_manager"]["total_object_count"] == 0
+            body = {"model_name": "test/model", "world_size": 1, "token_ids": TOKENS}
+            code, res = http_status(srv, "/cache/prefetches", "POST", body)
+            assert code == 202 and res["chunks"] == N_CHUNKS and res["status"] == "submitted"
+            rid = res["request_id"]
+            done: dict[str, Any] = {}
+
+            def completed() -> bool:
+                code, st = http_status(srv, f"/cache/prefetches/{rid}")
+                assert code == 200 and st["request_id"] == rid
+                done.update(st)
+                return bool(st["status"] == "completed")
+
+            assert eventually(completed)
+            assert done["found_keys"] == N_CHUNKS and done["total_keys"] == N_CHUNKS
+            assert http_status(srv, f"/cache/prefetches/{rid}")[1] == done  # stays answerable
+            # Warmed objects are resident (not temporary) and hold no lock.
+            l1 = storage(srv)["l1_manager"]
+            assert l1["total_object_count"] == N_CHUNKS
+            assert l1["temporary_count"] == 0 and l1["read_locked_count"] == 0
+            before = metric(srv, "lookup_hit_l1_tokens_total")
+            assert lookup(c, "warm") == N_CHUNKS
+            assert metric(srv, "lookup_hit_l1_tokens_total") == before + N_CHUNKS * CHUNK
+            c.call("end_session", "warm")
+            # Edge cases.
+            short = dict(body, token_ids=TOKENS[: CHUNK - 1])
+            assert http_status(srv, "/cache/prefetches", "POST", short) == (
+                200,
+                {"chunks": 0, "status": "noop"},
+            )
+            other = dict(body, model_name="no/such-model")
+            assert http_status(srv, "/cache/prefetches", "POST", other)[0] == 503
+            assert http_status(srv, "/cache/prefetches", "POST", dict(body, source_tier="l1"))[0] == 422
+            assert http_status(srv, "/cache/prefetches", "POST", dict(body, world_size=0))[0] == 400
+            assert http_status(srv, "/cache/prefetches/nope")[0] == 404
+    finally:
+        srv.shutdown()
+
+
 def test_cache_objects_without_l2_is_503(worker: Worker) -> None:
     srv = start()
     try:

@@ -143,6 +143,9 @@ struct PrefetchRow {
 struct PrefetchRequest {
   std::vector<PrefetchRow> rows;
   uint32_t readers = 1;  // read locks per object; REQUIRES: 1..128
+  // Admit loaded objects as resident (kept after their readers) even under
+  // policy default: warming L1 ahead of requests (POST /cache/prefetches).
+  bool retain = false;
 };
 
 struct PrefetchResult {

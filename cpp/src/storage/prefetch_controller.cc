@@ -440,7 +440,7 @@ struct PrefetchController::Impl {
         failed.insert(failed.end(), load_keys[a].begin(), load_keys[a].end());
       }
     }
-    const bool temporary = options.policy == L2PrefetchPolicy::kDefault;
+    const bool temporary = options.policy == L2PrefetchPolicy::kDefault && !req.retain;
     for (size_t a = 0; a < adapters.size(); ++a) {
       if (!load_ids[a].has_value()) continue;
       std::optional<L2Bitmap> bits = WaitTask(a, TaskKind::kLoad, *load_ids[a], load_keys[a], tag);

@@ -26,6 +26,16 @@ no L2 configured is 503.
 "object_group_id": 0, "cache_salt": ""}], "tier": "l2" | "l1" | "all", "force": false,
 "adapter": null}`` and answers ``{"deleted", "skipped", "ok"}``; ``force`` also deletes L1
 objects that in-flight requests hold (they are freed when the readers finish).
+
+``POST /cache/prefetches`` ``{"model_name", "world_size": 1, "token_ids": [...], "cache_salt": "",
+"source_tier": "l2", "target_tier": "l1"}`` loads the full chunks of ``token_ids`` (every rank and
+object group of the model) from L2 into L1 as resident objects, in the background: 202
+``{"request_id", "chunks", "status": "submitted"}``, or 200 ``{"chunks": 0, "status": "noop"}``
+for fewer tokens than a chunk; 503 without L2 or when no engine registered the model's layout
+(0.5.6 behaves the same). ``GET /cache/prefetches/{request_id}``: ``{"request_id", "status":
+"pending"}`` or ``{..., "status": "completed", "found_keys", "total_keys"}`` (keys = chunks x
+ranks x object groups, the found ones being the longest prefix every rank and group has); 404
+for an unknown id. The last 1024 requests are remembered.
 """
 
 from __future__ import annotations
@@ -33,13 +43,21 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from lmcache.errors import InvalidArgumentError, UnavailableError
 from lmcache.http.deps import Facade
 from lmcache.http.errors import UnsupportedError
 
-__all__ = ["ChecksumRequest", "ClearRequest", "DeleteObjectsRequest", "build_router", "compress_ids"]
+__all__ = [
+    "ChecksumRequest",
+    "ClearRequest",
+    "DeleteObjectsRequest",
+    "PrefetchRequest",
+    "build_router",
+    "compress_ids",
+]
 
 _MAX_BLOCK_ID = 2**31 - 1
 _INT64 = 2**63
@@ -69,6 +87,17 @@ class DeleteObjectsRequest(BaseModel):
     tier: Literal["l1", "l2", "all"] = "l2"
     force: bool = False
     adapter: str | int | None = None
+
+
+class PrefetchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model_name: str
+    world_size: int = 1
+    token_ids: list[int]
+    cache_salt: str = ""
+    source_tier: Literal["l2"] = "l2"
+    target_tier: Literal["l1"] = "l1"
 
 
 class ChecksumRequest(BaseModel):
@@ -151,6 +180,21 @@ def delete_objects(facade: Facade, body: DeleteObjectsRequest) -> dict[str, Any]
     return facade.delete_objects(keys, body.tier, body.force, adapter)
 
 
+def prefetch(facade: Facade, body: PrefetchRequest) -> JSONResponse:
+    if not body.model_name:
+        raise InvalidArgumentError("model_name must not be empty")
+    if len(body.token_ids) > 10_000_000:
+        raise InvalidArgumentError(f"at most 10000000 token_ids, got {len(body.token_ids)}")
+    if any(not 0 <= t < 2**32 for t in body.token_ids):
+        raise InvalidArgumentError("token_ids must be in [0, 2^32)")
+    result = facade.prefetch(body.model_name, body.world_size, body.token_ids, body.cache_salt)
+    return JSONResponse(result, status_code=202 if result.get("status") == "submitted" else 200)
+
+
+def prefetch_status(facade: Facade, request_id: str) -> dict[str, Any]:
+    return facade.prefetch_status(request_id)
+
+
 def build_router() -> APIRouter:
     router = APIRouter(tags=["cache"])
     router.add_api_route(
@@ -164,5 +208,9 @@ def build_router() -> APIRouter:
     )
     router.add_api_route(
         "/cache/objects", delete_objects, methods=["DELETE"], summary="Delete objects by key"
+    )
+    router.add_api_route("/cache/prefetches", prefetch, methods=["POST"], summary="Warm L1 from L2 by tokens")
+    router.add_api_route(
+        "/cache/prefetches/{request_id}", prefetch_status, methods=["GET"], summary="A warm-up's progress"
     )
     return router

@@ -100,6 +100,19 @@ class PendingPrefetch:
     cache_salt: str
 
 
+MAX_WARM_REQUESTS = 1024
+
+
+@dataclass
+class _Warm:
+    """A ``POST /cache/prefetches`` request: its prefetch id, its rows' keys, its result."""
+
+    pid: int
+    rows: list[Any]  # KeyList per (rank, group)
+    chunks: int
+    result: dict[str, int] | None = None
+
+
 class ServerCore:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -115,6 +128,8 @@ class ServerCore:
         self._regs_lock = threading.Lock()
         self._model_groups: dict[str, int] = {}  # model -> number of object groups
         self._tags = itertools.count(1)
+        self._warm: dict[str, _Warm] = {}
+        self._warm_lock = threading.Lock()
         self.counters = Counters()
         self._counters_lock = threading.Lock()
         self.started_at = time.time()
@@ -453,6 +468,63 @@ class ServerCore:
         # releases the locks itself.
         with contextlib.suppress(errors.NotFoundError, errors.UnavailableError):
             self.engine.l2.cancel(pending.id)
+
+    # ------------------------------------------------------------------ warming (HTTP)
+
+    def warm(self, model_name: str, world_size: int, token_ids: list[int], cache_salt: str) -> dict[str, Any]:
+        """``POST /cache/prefetches``: load the full chunks of ``token_ids`` from L2 into L1 as
+        resident objects (every rank and object group of the model), in the background."""
+        if self.engine.l2 is None:
+            raise errors.UnavailableError("no L2 adapter is configured (--l2-adapter)")
+        if not 1 <= world_size <= 256:
+            raise errors.InvalidArgumentError(f"world_size must be in [1, 256], got {world_size}")
+        chunks = len(token_ids) // self.chunk_size
+        if chunks == 0:
+            return {"chunks": 0, "status": "noop"}
+        groups = self._model_groups.get(model_name, 1)
+        sizes = self._object_sizes(model_name, groups)
+        if sizes is None:
+            raise errors.UnavailableError(
+                f"no engine has registered a KV layout for model {model_name!r} (object sizes unknown)"
+            )
+        hashes = self.hasher.hashes(token_ids[: chunks * self.chunk_size])
+        rows = [
+            (nkeys.make_keys(hashes, model_name, kv_rank(world_size, rank), g, cache_salt), sizes[g])
+            for rank in range(world_size)
+            for g in range(groups)
+        ]
+        pid = self.engine.l2.prefetch(rows, 1, retain=True)
+        request_id = f"warm-{pid}"
+        with self._warm_lock:
+            self._warm[request_id] = _Warm(pid, [k for k, _ in rows], chunks)
+            while len(self._warm) > MAX_WARM_REQUESTS:  # forget the oldest
+                old_id, old = next(iter(self._warm.items()))
+                del self._warm[old_id]
+                if old.result is None:
+                    with contextlib.suppress(errors.NotFoundError, errors.UnavailableError):
+                        self.engine.l2.cancel(old.pid)
+        return {"request_id": request_id, "chunks": chunks, "status": "submitted"}
+
+    def warm_status(self, request_id: str) -> dict[str, Any]:
+        """``GET /cache/prefetches/{id}``: pending, or completed with what was found."""
+        with self._warm_lock:
+            w = self._warm.get(request_id)
+            if w is None:
+                raise errors.NotFoundError(f"no prefetch request {request_id!r}")
+            if w.result is None and self.engine.l2 is not None:
+                try:
+                    r = self.engine.l2.query(w.pid)
+                except (errors.NotFoundError, errors.UnavailableError):
+                    r = {"prefix_chunks": 0}
+                if r is not None:
+                    prefix = int(r["prefix_chunks"])
+                    for keys in w.rows:  # nobody retrieves for a warm-up: drop its read lock
+                        if prefix > 0:
+                            self.engine.l1.finish_read(keys.slice(0, prefix))
+                    w.result = {"found_keys": prefix * len(w.rows), "total_keys": w.chunks * len(w.rows)}
+            if w.result is None:
+                return {"request_id": request_id, "status": "pending"}
+            return {"request_id": request_id, "status": "completed", **w.result}
 
     def query_prefetch_status(self, ctx: CallContext, request_id: str) -> int | None:
         session = self.sessions.find(request_id)

@@ -57,6 +57,16 @@ class ServerFacade(Protocol):
         """Delete objects by key (``DELETE /cache/objects``): ``{"deleted", "skipped", "ok"}``."""
         ...
 
+    def prefetch(
+        self, model_name: str, world_size: int, token_ids: list[int], cache_salt: str
+    ) -> dict[str, Any]:
+        """Warm L1 from L2 (``POST /cache/prefetches``): ``{"request_id", "chunks", "status"}``."""
+        ...
+
+    def prefetch_status(self, request_id: str) -> dict[str, Any]:
+        """``GET /cache/prefetches/{id}``; NotFoundError for an unknown id."""
+        ...
+
     def set_quota(self, cache_salt: str, limit_bytes: int) -> None: ...
 
     def get_quota(self, cache_salt: str) -> dict[str, Any]:

@@ -282,6 +282,14 @@ class CoreFacade:
                 deleted += l2.delete_objects(klist, index)
         return {"deleted": deleted, "skipped": max(0, len(keys) - deleted), "ok": True}
 
+    def prefetch(
+        self, model_name: str, world_size: int, token_ids: list[int], cache_salt: str
+    ) -> dict[str, Any]:
+        return self._core.warm(model_name, world_size, token_ids, cache_salt)
+
+    def prefetch_status(self, request_id: str) -> dict[str, Any]:
+        return self._core.warm_status(request_id)
+
     def checksums(
         self, instance_id: int, block_ids: list[int], chunk_size: int, layerwise: bool
     ) -> dict[str, Any]:

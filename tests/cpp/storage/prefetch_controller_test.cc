@@ -194,6 +194,31 @@ TEST(PrefetchControllerTest, RetainKeepsLoadedObjectsResident) {
   ExpectL1Quiet(l1.get());
 }
 
+// A request with retain (warming, POST /cache/prefetches) keeps its objects
+// resident under the default policy; the next request without it does not.
+TEST(PrefetchControllerTest, ARetainRequestKeepsItsObjectsUnderTheDefaultPolicy) {
+  auto l1 = MakeL1();
+  auto mock = MustCreate(R"({"type":"mock"})");
+  auto warm = KeyRange(0, 3);
+  auto cold = KeyRange(10, 2);
+  PutL2(mock.get(), warm);
+  PutL2(mock.get(), cold);
+  auto ctl = MakePrefetch(l1.get(), {mock.get()}, PrefetchControllerOptions{});
+  PrefetchRequest req = OneRow(warm);
+  req.retain = true;
+  PrefetchResult r = RunPrefetch(ctl.get(), req);
+  EXPECT_EQ(r.prefix_chunks, 3u);
+  EXPECT_EQ(l1->Stats().temporary_objects, 0u);
+  Release(l1.get(), warm, 3);
+  EXPECT_EQ(l1->PrefixHits(warm), 3u);  // still there after the reader left
+  r = RunPrefetch(ctl.get(), OneRow(cold));
+  EXPECT_EQ(r.prefix_chunks, 2u);
+  EXPECT_EQ(l1->Stats().temporary_objects, 2u);
+  Release(l1.get(), cold, 2);
+  EXPECT_EQ(l1->PrefixHits(cold), 0u);  // temporary: gone with its reader
+  ExpectL1Quiet(l1.get());
+}
+
 TEST(PrefetchControllerTest, NoSpaceInL1StopsThePrefixWhereItRanOut) {
   auto l1 = MakeL1(4 * kObj);  // room for 4 objects; locked ones cannot be evicted
   auto mock = MustCreate(R"({"type":"mock"})");
