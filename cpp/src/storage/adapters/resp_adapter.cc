@@ -45,8 +45,8 @@
 // Failures. A broken connection is reopened once at once (a restarted
 // server); if that fails the adapter is marked down with the reason: tasks
 // then complete as failures at once, and a monitor thread reconnects with
-// backoff (100 ms doubling to 2 s), then marks it healthy and resyncs the
-// index with a SCAN. Socket timeouts (command_timeout_ms) bound every wait.
+// backoff (100 ms doubling to 2 s), resyncs the index with a SCAN, and
+// only then reports healthy. Socket timeouts (command_timeout_ms) bound every wait.
 //
 // Thread safety: thread-safe. Worker i is the only user of connection i;
 // the admin connection (Delete, InjectCorruption, SCAN) has its own mutex.
@@ -834,8 +834,8 @@ class RespAdapter final : public L2Adapter {
     return down_reason_;
   }
 
-  // While down: probe with backoff; once the server answers, mark healthy
-  // and resync the index.
+  // While down: probe with backoff; once the server answers, resync the
+  // index and then mark healthy.
   void Monitor() {
     ScopedSigpipeBlock no_sigpipe;  // for the thread's life
     int64_t backoff_ms = kBackoffMinMs;
@@ -856,19 +856,27 @@ class RespAdapter final : public L2Adapter {
         backoff_ms = std::min(backoff_ms * 2, kBackoffMaxMs);
         continue;
       }
-      backoff_ms = kBackoffMinMs;
-      reconnects_.fetch_add(1);
       {
         MutexLock lock(&admin_mu_);
         admin_ = std::move(probe).value();
-        {
-          MutexLock hl(&health_mu_);
-          down_.store(false);
-          down_reason_.clear();
-        }
+        // Resync the index BEFORE reporting healthy, so nobody sees a healthy
+        // adapter whose index still lists what the restarted server lost. The
+        // scan runs on the probe connection (AdminConn only consults down_
+        // when it has to open one).
         const Status st = ScanLocked(/*resync=*/true);
-        (void)st;  // a failure marks the adapter down again
+        if (!st.ok()) {
+          MutexLock hl(&health_mu_);
+          down_.store(true);
+          down_reason_ = st.message();
+          backoff_ms = std::min(backoff_ms * 2, kBackoffMaxMs);
+          continue;
+        }
+        MutexLock hl(&health_mu_);
+        down_.store(false);
+        down_reason_.clear();
       }
+      backoff_ms = kBackoffMinMs;
+      reconnects_.fetch_add(1);
     }
   }
 
