@@ -288,10 +288,14 @@ TEST(KvCacheRegistrationShmTest, BackgroundPopulateFinishesAndCloseStopsIt) {
     auto r = KvCacheRegistration::Open({handle_for(seg, nb)}, o);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     auto reg = r.value();
+    const uint64_t mapped = reg->mapped_bytes();  // 0 once closed
     const auto t0 = std::chrono::steady_clock::now();
     reg->Close();
     EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
-    EXPECT_LE(reg->populated_bytes(), reg->mapped_bytes());
+    EXPECT_LE(reg->populated_bytes(), mapped);
+    const uint64_t after_close = reg->populated_bytes();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_EQ(reg->populated_bytes(), after_close);  // the thread is gone
     EXPECT_EQ(ShmMapping::LiveCount(), live);
   }
   {
