@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
+import lmcache
 from lmcache import errors
 from lmcache._native import keys, l2
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))  # l2_example_plugin
 
 import l2_example_plugin as plugin_mod  # noqa: E402
@@ -676,7 +676,9 @@ def test_interpreter_exit_with_busy_adapters_does_not_hang(mode: str, tmp_path: 
     script = tmp_path / "exit.py"
     script.write_text(SHUTDOWN_SCRIPT.format(here=str(HERE)))
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "python"), env.get("PYTHONPATH", "")])
+    # The lmcache under test, as this process imported it (installed in CI, the tree locally).
+    pkg_root = Path(lmcache.__file__).resolve().parent.parent
+    env["PYTHONPATH"] = os.pathsep.join([str(pkg_root), env.get("PYTHONPATH", "")])
     r = subprocess.run([sys.executable, str(script), mode], env=env, capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     assert b"exiting" in r.stdout
