@@ -168,6 +168,52 @@ def test_store_is_visible_to_the_next_lookup(server: Server, worker: Worker) -> 
             c.call("end_session", f"s{i}")
 
 
+def test_lookups_are_answered_on_the_socket_thread(server: Server, worker: Worker) -> None:
+    tokens = list(range(5000, 5000 + 2 * CHUNK))
+    stats = server.dispatcher.stats
+    with _client(server) as c:
+        worker.register(c)
+        _, ok = c.call("store", key(tokens, "s"), 7, blocks(0, 2 * CHUNK), b"")
+        assert ok
+        before = stats.inline
+        c.call("lookup", key(tokens, "l", worker_id=None), 1)
+        assert c.call("query_prefetch_status", "l") == 2
+        c.call("free_lookup_locks", key(tokens, "l", worker_id=None), 1)
+        assert stats.inline - before == 3
+        assert server.facade.status()["storage_manager"]["l1_manager"]["read_locked_count"] == 0
+
+
+def test_a_lookup_that_would_wait_goes_to_the_pool(server: Server, worker: Worker) -> None:
+    """While a data op holds a session's lock, a lookup on that session must not stall the socket
+    thread (every client would wait): it is deferred to the normal pool and answered later."""
+    import threading
+
+    tokens = list(range(7000, 7000 + CHUNK))
+    with _client(server) as c, _client(server) as other:
+        worker.register(c)
+        _, ok = c.call("store", key(tokens, "busy"), 7, blocks(0, CHUNK), b"")
+        assert ok
+        session = server.core.sessions.get("busy")
+        deferred = server.dispatcher.stats.deferred
+        result: list[Any] = []
+        with session.lock:  # what a retrieve on this session holds while it copies
+            t = threading.Thread(
+                target=lambda: result.append(other.call("lookup", key(tokens, "busy", worker_id=None), 1))
+            )
+            t.start()
+            for _ in range(500):  # the socket thread defers it and keeps serving others
+                if server.dispatcher.stats.deferred > deferred:
+                    break
+                threading.Event().wait(0.01)
+            assert server.dispatcher.stats.deferred == deferred + 1
+            assert c.call("noop") == "OK"
+            assert result == []  # still waiting for the lock, on a pool thread
+        t.join(5)
+        assert result == [None]
+        assert c.call("query_prefetch_status", "busy") == 1
+        c.call("end_session", "busy")
+
+
 def test_full_l1_is_reported_not_dropped(worker: Worker) -> None:
     srv = Server(local_config("--l1-size-gb", "0.001", "--eviction-policy", "noop"))  # ~1 MiB, never evicts
     srv.startup(with_http=False)

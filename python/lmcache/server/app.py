@@ -38,6 +38,7 @@ class Server:
             self.core.handlers(),
             affinity_workers=mp.gpu_workers,
             normal_workers=mp.cpu_workers,
+            inline_ops=self.core.INLINE_OPS,
         )
         self.facade = CoreFacade(self.core, self.dispatcher, self.reaper_alive)
         self._http: Any = None

@@ -38,7 +38,7 @@ from lmcache.protocol import framing
 from lmcache.protocol.hashing import TokenHasher
 from lmcache.protocol.types import CAPABILITY_KV_EVENT_STREAM, CpuShmIPCData, HelloRequest, IPCCacheServerKey
 from lmcache.server import engine_driven
-from lmcache.server.dispatcher import CallContext
+from lmcache.server.dispatcher import CallContext, WouldBlock
 from lmcache.server.sessions import LookupLocks, Session, SessionTable
 from lmcache.storage import StorageEngine
 
@@ -54,6 +54,21 @@ IMPLEMENTED_TRANSFER_MODES = ("lmcache_driven", "engine_driven")
 def kv_rank(world_size: int, worker_id: int) -> int:
     """LMCache's packed rank (compat §7), single node: local world = world, local rank = rank."""
     return (world_size << 24) | (worker_id << 16) | (world_size << 8) | worker_id
+
+
+@contextlib.contextmanager
+def _locked(session: Session, ctx: CallContext) -> Any:
+    """Hold ``session.lock``; on the socket thread (``ctx.inline``) only if it is free at once,
+    else raise :class:`WouldBlock` (a data op holds it for a copy: the pool waits instead)."""
+    if ctx.inline:
+        if not session.lock.acquire(blocking=False):
+            raise WouldBlock
+    else:
+        session.lock.acquire()
+    try:
+        yield
+    finally:
+        session.lock.release()
 
 
 @dataclass
@@ -153,6 +168,10 @@ class ServerCore:
         return served
 
     # ------------------------------------------------------------------ table
+
+    #: Normal-pool ops the socket thread answers itself when they need no wait (see
+    #: lmcache.server.dispatcher): the lookup round trips of every request.
+    INLINE_OPS = frozenset({"lookup", "query_prefetch_status", "free_lookup_locks"})
 
     def handlers(self) -> dict[str, Callable[..., Any]]:
         h: dict[str, Callable[..., Any]] = {
@@ -333,7 +352,7 @@ class ServerCore:
         readers = min(readers, MAX_KV_READERS)
         session = self.sessions.get(key.request_id)
         first, last = 0, self._chunk_range(key)[1]
-        with session.lock:
+        with _locked(session, ctx):
             self._release_locks(session)  # a repeated lookup replaces the previous one
             hashes = session.hashes(key.token_ids, last)
             session.model_name, session.cache_salt, session.world_size = (
@@ -530,8 +549,10 @@ class ServerCore:
         session = self.sessions.find(request_id)
         if session is None:
             return 0
+        if ctx.inline and session.prefetch is not None:
+            raise WouldBlock  # collecting an L2 prefetch takes the session lock twice: use the pool
         self._collect_prefetch(session, 0.0)
-        with session.lock:
+        with _locked(session, ctx):
             if not session.lookup_done.is_set():
                 return None
             result = session.lookup_result
@@ -555,7 +576,7 @@ class ServerCore:
         if session is None:
             return
         first, last = self._chunk_range(key)
-        with session.lock:
+        with _locked(session, ctx):
             self._release_locks(session, first, last)
 
     def end_session(self, ctx: CallContext, request_id: str) -> None:

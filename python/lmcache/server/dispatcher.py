@@ -8,7 +8,13 @@ Threading (compat reference §2.8, with its ordering defect fixed):
 * the **affinity pool** (``--max-gpu-workers`` threads) runs data ops; a client (ZMQ
   identity) is always served by the same thread, so one client's stores and retrieves run in
   arrival order;
-* the **normal pool** (``--max-cpu-workers`` threads) runs everything else.
+* the **normal pool** (``--max-cpu-workers`` threads) runs everything else;
+* **inline ops** (``inline_ops``, the lookup family) are normal-pool ops that the socket thread
+  first tries to answer itself: a lookup that L1 answers costs microseconds, and the two thread
+  hand-offs of a pool round trip (a queue wake-up there, an eventfd wake-up back) cost more than
+  the work. Such a handler runs with ``ctx.inline`` set and must not block: where it would (a
+  lock held by a data op, a wait), it raises :class:`WouldBlock` before changing anything, and
+  the request goes to its pool as usual.
 
 Every request gets an answer where the protocol allows one: decoding errors, unknown ops,
 ops this server does not implement and handler failures are answered through
@@ -46,11 +52,18 @@ Handler = Callable[..., Any]
 
 @dataclass
 class CallContext:
-    """Who sent a request, and what that peer opted in to."""
+    """Who sent a request, and what that peer opted in to; ``inline`` while the socket thread
+    runs the handler (which must then raise :class:`WouldBlock` instead of blocking)."""
 
     identity: bytes
     error_frames: bool
     dispatcher: Dispatcher
+    inline: bool = False
+
+
+class WouldBlock(Exception):
+    """Raised by a handler running inline (``ctx.inline``) before it does anything that could
+    block; the dispatcher then runs the request on its pool instead."""
 
 
 @dataclass
@@ -67,6 +80,8 @@ class DispatcherStats:
     replies: int = 0
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     peers_gone: int = 0
+    inline: int = 0  # non-SYNC requests answered on the socket thread
+    deferred: int = 0  # inline attempts that went to their pool (WouldBlock)
 
 
 class _Pool:
@@ -135,11 +150,13 @@ class Dispatcher:
         *,
         affinity_workers: int = 1,
         normal_workers: int = 1,
+        inline_ops: frozenset[str] = frozenset(),
         context: zmq.Context[Any] | None = None,
     ) -> None:
         self._endpoint_host = host
         self._port = port
         self._handlers = dict(handlers)
+        self._inline_ops = inline_ops
         self._ctx = context or zmq.Context.instance()
         self._sock: zmq.Socket[bytes] | None = None
         self._replies: collections.deque[tuple[bytes, list[bytes]]] = collections.deque()
@@ -280,15 +297,35 @@ class Dispatcher:
         job = _Job(identity, decoded, handler, ctx)
         if op.kind is HandlerKind.SYNC:
             self._run_job(job)
+        elif op.name in self._inline_ops and self._try_inline(job):
+            self.stats.inline += 1
         elif op.kind is HandlerKind.AFFINITY:
             self._affinity.submit(job, identity)
         else:
             self._normal.submit(job)
 
+    def _try_inline(self, job: _Job) -> bool:
+        """Run a non-SYNC job on the socket thread unless its handler says it would block."""
+        job.ctx.inline = True
+        try:
+            self._run_job(job)
+        except WouldBlock:
+            job.ctx.inline = False
+            self.stats.deferred += 1
+            return False
+        return True
+
     def _run_job(self, job: _Job) -> None:
         req = job.request
         try:
             result = job.handler(job.ctx, *req.args)
+        except WouldBlock:
+            if job.ctx.inline:
+                raise
+            # not inline: nothing to defer to, so it is a handler bug; answer it like one
+            log.error("handler %s raised WouldBlock outside the socket thread", req.op.name)
+            self._fail(job.identity, req, job.ctx, "internal", "handler raised WouldBlock on a pool")
+            return
         except errors.LMCacheError as e:
             self._fail(job.identity, req, job.ctx, e.code, str(e))
             return
@@ -354,4 +391,4 @@ def describe_ops(handlers: Mapping[str, Handler], ops: Mapping[str, OpSpec]) -> 
     return {name: ("served" if name in handlers else "unsupported") for name in ops}
 
 
-__all__ = ["NO_REPLY", "CallContext", "Dispatcher", "DispatcherStats", "describe_ops"]
+__all__ = ["NO_REPLY", "CallContext", "Dispatcher", "DispatcherStats", "WouldBlock", "describe_ops"]
