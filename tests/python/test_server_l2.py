@@ -409,3 +409,44 @@ def test_l2_flags_are_active_and_bad_specs_fail_at_start(
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and expect in lines[0], err
         assert "Traceback" not in err
+
+
+def test_lookup_mixes_l1_and_l2_hits_and_a_full_l1_hit_needs_no_prefetch(
+    tmp_path: Path, worker: Worker
+) -> None:
+    """L1 holds chunk 0 only, L2 both: the lookup gives back the L1 lock it took, the prefetch
+    locks chunk 0 in L1 and loads chunk 1; no lock is left after the session. A lookup that L1
+    serves completely submits no prefetch at all."""
+    srv = start("--l2-adapter", fs_spec(tmp_path))
+    try:
+        with client(srv) as c:
+            worker.register(c)
+            _, ok = c.call("store", key(TOKENS, "s"), 7, blocks(0, N_CHUNKS * CHUNK), b"")
+            assert ok is True
+            c.call("end_session", "s")
+            assert eventually(lambda: written_behind(srv, N_CHUNKS))
+            before = srv.core.counters.prefetches
+            assert lookup(c, "all-l1") == N_CHUNKS
+            c.call("end_session", "all-l1")
+            assert srv.core.counters.prefetches == before  # L1 had it all
+            assert quiet_l1(srv)
+
+            chunk1 = srv.core.sessions.get("h").hashes(TOKENS, N_CHUNKS)[1].hex()
+            _, page = http_status(srv, "/cache/objects?tier=l2")
+            (entry,) = [e for e in page["entries"] if e["chunk_hash_hex"] == chunk1]
+            one = {k: entry[k] for k in ("chunk_hash_hex", "model_name", "kv_rank", "object_group_id")}
+            code, res = http_status(srv, "/cache/objects", "DELETE", {"keys": [one], "tier": "l1"})
+            assert code == 200 and res["deleted"] == 1
+            l1_hits, l2_hits = (
+                metric(srv, "lookup_hit_l1_tokens_total"),
+                metric(srv, "lookup_hit_l2_tokens_total"),
+            )
+            assert lookup(c, "mixed") == N_CHUNKS
+            assert srv.core.counters.prefetches == before + 1
+            assert metric(srv, "lookup_hit_l1_tokens_total") - l1_hits == CHUNK
+            assert metric(srv, "lookup_hit_l2_tokens_total") - l2_hits == CHUNK
+            assert retrieve_digest(c, worker, "mixed") == block_digest(worker, 0, N_CHUNKS * CHUNK // 16)
+            c.call("end_session", "mixed")
+            assert quiet_l1(srv)
+    finally:
+        srv.shutdown()

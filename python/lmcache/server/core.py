@@ -361,21 +361,32 @@ class ServerCore:
                 key.world_size,
             )
             groups = self._model_groups.get(key.model_name, 1)
-            if self.engine.l2 is not None and self._submit_prefetch(
-                session, key, hashes, last, readers, groups
-            ):
-                return
+            # One pass over L1 locks what it holds; only when some row falls short (and an L2
+            # can fill it) are those locks given back and an L2 prefetch, which locks L1 hits
+            # itself, takes over.
             prefix = last - first
             locked: dict[tuple[int, int], int] = {}
+            rows: dict[tuple[int, int], Any] = {}  # row -> its KeyList
             for rank in range(key.world_size):
                 for g in range(groups):
-                    views = self.engine.l1.reserve_read_prefix(self._keys(hashes, key, rank, g), readers)
-                    locked[(rank, g)] = len(views)
+                    keys = self._keys(hashes, key, rank, g)
+                    views = self.engine.l1.reserve_read_prefix(keys, readers)
+                    locked[(rank, g)], rows[(rank, g)] = len(views), keys
                     prefix = min(prefix, len(views))
+            if prefix < last and self.engine.l2 is not None:
+                sizes = self._object_sizes(key.model_name, groups)
+                if sizes is not None:
+                    for row, n in locked.items():
+                        if n:
+                            held = rows[row].slice(0, n)
+                            for _ in range(readers):
+                                self.engine.l1.finish_read(held)
+                    self._submit_prefetch(session, key, hashes, last, readers, sizes)
+                    return
             # Keep locks on the common prefix only; release the over-hit tail at once.
             for (rank, g), n in locked.items():
                 if n > prefix:
-                    tail = self._keys(hashes[prefix:n], key, rank, g)
+                    tail = rows[(rank, g)].slice(prefix, n)
                     for _ in range(readers):
                         self.engine.l1.finish_read(tail)
                 session.lookup_locks[(rank, g)] = LookupLocks(prefix, readers)
@@ -400,32 +411,23 @@ class ServerCore:
         hashes: list[bytes],
         last: int,
         readers: int,
-        groups: int,
-    ) -> bool:
-        """Submit an L2 prefetch unless L1 already holds the whole prefix in every row (then the
-        L1 fast path serves it). Returns True when submitted. REQUIRES: session.lock."""
-        if last == 0:
-            return False
-        sizes = self._object_sizes(key.model_name, groups)
-        if sizes is None:
-            return False  # no registered layout for this model: L1 only
+        sizes: list[int],
+    ) -> None:
+        """Submit an L2 prefetch of the first ``last`` chunks in every (rank, group) row
+        (``sizes``: object bytes per group). REQUIRES: session.lock."""
         rows = [
             (self._keys(hashes, key, rank, g), sizes[g])
             for rank in range(key.world_size)
-            for g in range(groups)
+            for g in range(len(sizes))
         ]
-        l1 = self.engine.l1
-        if all(l1.prefix_hits(keys) == last for keys, _ in rows):
-            return False
         pid = self.engine.l2.prefetch(rows, readers)
         session.prefetch = PendingPrefetch(
-            pid, hashes[:last], last, readers, groups, key.world_size, key.model_name, key.cache_salt
+            pid, hashes[:last], last, readers, len(sizes), key.world_size, key.model_name, key.cache_salt
         )
         session.lookup_result = None
         session.lookup_done.clear()
         with self._counters_lock:
             self.counters.prefetches += 1
-        return True
 
     def _collect_prefetch(self, session: Session, timeout: float) -> None:
         """Take the result of the session's pending prefetch, if finished (waiting up to
