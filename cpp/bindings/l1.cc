@@ -2,6 +2,8 @@
 // releases the GIL for the native work (including all byte copies), and
 // builds Python results afterwards.
 #include <cstring>
+#include <optional>
+#include <string>
 
 #include "common.h"
 #include "lmcache/l1_store.h"
@@ -347,6 +349,40 @@ every method releases the GIL while it works.)doc")
           py::arg("buffers"),
           "Byte offset from the arena base (the SHM segment for engine_driven) of each object buffer "
           "returned by reserve_write / reserve_read*; None stays None.")
+      .def(
+          "list_objects",
+          [](const StorePtr& s, std::optional<std::string> model_name, int64_t page_size, const std::string& cursor) {
+            if (page_size <= 0) ThrowInvalid("page_size must be positive");
+            L1ListRequest req;
+            req.model_name = std::move(model_name);
+            req.page_size = static_cast<size_t>(page_size);
+            req.cursor = cursor;
+            Result<L1ObjectPage> page = [&] {
+              py::gil_scoped_release nogil;
+              return s->ListObjects(req);
+            }();
+            ThrowIfError(page.status());
+            py::list entries;
+            for (const L1ObjectInfo& o : page.value().objects) {
+              py::dict e;
+              const std::string_view hash = o.key.chunk_hash_bytes();
+              e["chunk_hash_hex"] = py::bytes(hash.data(), hash.size()).attr("hex")();
+              e["model_name"] = o.key.model_name.str();
+              e["kv_rank"] = o.key.kv_rank;
+              e["object_group_id"] = o.key.object_group_id;
+              e["cache_salt"] = o.key.cache_salt.str();
+              e["size"] = o.size;
+              e["allocated_bytes"] = o.allocated_bytes;
+              e["state"] = o.temporary ? "temporary" : "resident";
+              e["read_locks"] = o.read_locks;
+              entries.append(std::move(e));
+            }
+            return py::make_tuple(std::move(entries), page.value().next_cursor);
+          },
+          py::arg("model_name") = py::none(), py::arg("page_size") = 500, py::arg("cursor") = "",
+          "One page of a listing pass over the visible objects: ([{chunk_hash_hex, model_name, kv_rank, "
+          "object_group_id, cache_salt, size, allocated_bytes, state, read_locks}], next_cursor); "
+          "next_cursor is '' when the pass is complete (a page may be short before that).")
       .def("stats", [](const StorePtr& s) { return StatsDict(s->Stats()); })
       .def("usage_by_salt",
            [](const StorePtr& s) {

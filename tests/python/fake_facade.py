@@ -172,9 +172,25 @@ class FakeFacade:
         self, tier: str, adapter: str | None, model_name: str | None, page_size: int, page_token: str
     ) -> dict[str, Any]:
         self._call("list_objects", tier, adapter, model_name, page_size, page_token)
+        if tier == "l1":
+            return {
+                "tier": "l1",
+                "adapter": None,
+                "type": "l1",
+                "shared": False,
+                "entries": [],
+                "next_page_token": None,
+            }
         if tier != "l2":
-            raise InvalidArgumentError(f"listing tier {tier!r} is not supported (use tier=l2)")
-        return {"adapter": 0, "type": "mock", "shared": False, "entries": [], "next_page_token": None}
+            raise InvalidArgumentError(f"listing tier {tier!r} is not supported (list l1, then l2)")
+        return {
+            "tier": "l2",
+            "adapter": 0,
+            "type": "mock",
+            "shared": False,
+            "entries": [],
+            "next_page_token": None,
+        }
 
     def delete_objects(
         self, keys: list[dict[str, Any]], tier: str, force: bool, adapter: str | None

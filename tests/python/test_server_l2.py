@@ -251,7 +251,7 @@ def test_cache_objects_lists_and_deletes_l2_objects(tmp_path: Path, worker: Work
             code, res = http_status(srv, "/cache/objects", "DELETE", {"keys": [one], "tier": "all"})
             assert code == 200 and res["deleted"] == 2  # L1 + mock (fs already gone)
             # Bad input.
-            assert http_status(srv, "/cache/objects?tier=l1")[0] == 400
+            assert http_status(srv, "/cache/objects?tier=all")[0] == 400
             assert http_status(srv, "/cache/objects?adapter=7")[0] == 400
             assert http_status(srv, "/cache/objects?adapter=redis")[0] == 400
             assert http_status(srv, "/cache/objects?page_size=0")[0] == 400

@@ -39,6 +39,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -96,6 +97,36 @@ struct L1Stats {
   uint64_t high_water_mark = 0;
   double write_ttl_seconds = 0;
   double read_ttl_seconds = 0;
+};
+
+// Listing (GET /cache/objects?tier=l1). A listing pass walks the shards in
+// order and, within a shard, the objects in the order they became visible;
+// it covers the objects that were visible when its first page was asked
+// for. Every object visible for the whole pass is returned exactly once; one
+// removed during the pass may be missing; objects admitted after the pass
+// began are left out (a key evicted and stored again meanwhile is therefore
+// never returned twice). Staging and doomed objects are not listed.
+struct L1ListRequest {
+  std::optional<std::string> model_name;  // only objects of this model
+  size_t page_size = 500;                 // REQUIRES: > 0
+  std::string cursor;                     // "" to start a pass, then next_cursor
+};
+
+struct L1ObjectInfo {
+  ObjectKey key;
+  uint64_t size = 0;             // bytes as written
+  uint64_t allocated_bytes = 0;  // arena bytes it holds (size rounded to the alignment)
+  uint32_t read_locks = 0;       // unexpired read locks
+  bool temporary = false;        // freed at its last read (a prefetch buffer)
+};
+
+struct L1ObjectPage {
+  std::vector<L1ObjectInfo> objects;
+  // "" when the pass is complete. A page may hold fewer than page_size
+  // objects (even none) while next_cursor is not empty: one call examines a
+  // bounded number of index slots (O(page_size)), however selective the
+  // model filter.
+  std::string next_cursor;
 };
 
 class L1Listener {
@@ -179,6 +210,12 @@ class L1Store {
   // locks (making those objects evictable again) and free doomed objects
   // whose locks expired. Returns objects reclaimed or unlocked.
   size_t SweepExpired();
+
+  // ---- listing ----
+  // One page of a listing pass (see L1ListRequest). Holds one shard lock at a
+  // time, for at most a few hundred index slots. InvalidArgument for
+  // page_size 0, a malformed cursor or one from another store (a restart).
+  Result<L1ObjectPage> ListObjects(const L1ListRequest& request) const;
 
   EvictionPolicy* policy() const;
   // The arena; for an SHM-backed one (L1Options.arena.shm_name), arena().shm_name()

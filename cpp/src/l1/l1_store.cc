@@ -4,6 +4,14 @@
 //   visible  key -> Entry           resident and temporary objects
 //   staging  (key, tag) -> Entry    reserved, being written, invisible
 //   doomed   key -> Entry (multi)   deleted while read-locked; freed later
+// plus `order`, the visible entries in the order they became visible (for
+// ListObjects): each visible entry gets a sequence number from one
+// store-wide counter, taken under its shard's lock, and a slot appended to
+// its shard's `order`; removal leaves a tombstone there, and the vector is
+// compacted once tombstones are more than half of it, so both stay O(1)
+// amortized and `order` stays sorted by sequence. A cursor is (shard, last
+// sequence seen, the counter when the pass began): resuming is a binary
+// search, whatever was inserted or removed meanwhile.
 // Every Entry embeds the EvictionNode the policy links; a node is linked iff
 // its object is visible, resident (not temporary) and not read-locked. The
 // policy only ever hands back key copies, so an entry freed concurrently is
@@ -13,6 +21,8 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <charconv>
+#include <chrono>
 #include <condition_variable>
 #include <shared_mutex>
 #include <thread>
@@ -39,6 +49,8 @@ struct Entry {
   int64_t expiry_ns = 0;    // read-lock expiry, or write-lock expiry for staging
   State state = State::kStaging;
   bool cancelled = false;   // staging object cancelled by Clear(force)
+  uint64_t seq = 0;         // visible: listing order (store-wide, increasing)
+  size_t order_slot = 0;    // visible: index in Shard::order
   EvictionNode node;        // node.bytes == the allocation's (rounded) size
 
   Allocation alloc() const { return Allocation{offset, node.bytes, handle}; }
@@ -60,14 +72,55 @@ struct SymbolHash {
   size_t operator()(const Symbol& s) const { return s.hash(); }
 };
 
+// One slot of Shard::order; entry == nullptr is a tombstone (it keeps its seq).
+struct OrderSlot {
+  uint64_t seq;
+  Entry* entry;  // the visible entry (its key is *entry->node.key)
+};
+
 struct Shard {
   mutable Mutex mu;
+  std::vector<OrderSlot> order GUARDED_BY(mu);  // sorted by seq
+  size_t order_dead GUARDED_BY(mu) = 0;         // tombstones in order
   std::unordered_map<ObjectKey, Entry, ObjectKeyHash> visible GUARDED_BY(mu);
   std::unordered_map<StagingKey, Entry, StagingKeyHash> staging GUARDED_BY(mu);
   std::unordered_multimap<ObjectKey, Entry, ObjectKeyHash> doomed GUARDED_BY(mu);
   std::unordered_map<Symbol, uint64_t, SymbolHash> salt_bytes GUARDED_BY(mu);
   uint64_t locked GUARDED_BY(mu) = 0;  // visible entries with readers > 0
 };
+
+// A listing cursor: "l1-<epoch hex>-<shard>-<after>-<limit>" (decimal).
+struct ListCursor {
+  uint64_t epoch = 0;
+  uint64_t shard = 0;
+  uint64_t after = 0;  // the last sequence number examined in `shard`
+  uint64_t limit = 0;  // the store's last sequence number when the pass began
+};
+
+std::string EncodeCursor(const ListCursor& c) {
+  char epoch[17];
+  auto r = std::to_chars(epoch, epoch + sizeof(epoch) - 1, c.epoch, 16);
+  *r.ptr = '\0';
+  return "l1-" + std::string(epoch) + "-" + std::to_string(c.shard) + "-" + std::to_string(c.after) + "-" +
+         std::to_string(c.limit);
+}
+
+bool DecodeCursor(std::string_view text, ListCursor* c) {
+  if (!text.starts_with("l1-")) return false;
+  text.remove_prefix(3);
+  uint64_t* fields[] = {&c->epoch, &c->shard, &c->after, &c->limit};
+  for (size_t i = 0; i < 4; ++i) {
+    const size_t dash = text.find('-');
+    const bool last = i == 3;
+    if (last != (dash == std::string_view::npos)) return false;
+    std::string_view part = text.substr(0, last ? text.size() : dash);
+    if (part.empty() || part.size() > 20) return false;
+    auto r = std::from_chars(part.data(), part.data() + part.size(), *fields[i], i == 0 ? 16 : 10);
+    if (r.ec != std::errc() || r.ptr != part.data() + part.size()) return false;
+    if (!last) text.remove_prefix(dash + 1);
+  }
+  return c->after <= c->limit;
+}
 
 }  // namespace
 
@@ -94,6 +147,11 @@ struct L1Store::Impl {
   std::atomic<uint64_t> evicted_objects{0};
   std::atomic<uint64_t> evicted_bytes{0};
   std::atomic<uint64_t> allocation_failures{0};
+
+  // Listing: the last sequence number handed out, and this store's cursor
+  // epoch (cursors of another store or an earlier server are rejected).
+  std::atomic<uint64_t> last_seq{0};
+  uint64_t list_epoch = 0;
 
   std::shared_mutex listeners_mu;
   std::vector<L1Listener*> listeners;
@@ -137,12 +195,44 @@ struct L1Store::Impl {
     return false;
   }
 
+  // Append a new visible entry to its shard's listing order.
+  void AddToOrder(Shard& s, Entry& e) REQUIRES(s.mu) {
+    e.seq = last_seq.fetch_add(1, std::memory_order_relaxed) + 1;
+    e.order_slot = s.order.size();
+    s.order.push_back(OrderSlot{e.seq, &e});
+  }
+
+  // Tombstone a visible entry's slot; trims trailing tombstones and compacts
+  // the vector once more than half of it is tombstones.
+  void RemoveFromOrder(Shard& s, const Entry& e) REQUIRES(s.mu) {
+    LMCACHE_CHECK(e.order_slot < s.order.size() && s.order[e.order_slot].entry == &e, "L1 order slot out of sync");
+    s.order[e.order_slot].entry = nullptr;
+    ++s.order_dead;
+    while (!s.order.empty() && s.order.back().entry == nullptr) {
+      s.order.pop_back();
+      --s.order_dead;
+    }
+    if (s.order_dead > 32 && s.order_dead * 2 > s.order.size()) {
+      size_t j = 0;
+      for (size_t i = 0; i < s.order.size(); ++i) {
+        if (s.order[i].entry == nullptr) continue;
+        s.order[j] = s.order[i];
+        s.order[j].entry->order_slot = j;
+        ++j;
+      }
+      s.order.resize(j);
+      s.order_dead = 0;
+      if (s.order.capacity() > 1024 && s.order.capacity() > 4 * s.order.size()) s.order.shrink_to_fit();
+    }
+  }
+
   // Remove a visible entry from the index (it must not be linked any more
   // after this); frees its memory or dooms it when still locked.
   void RemoveVisible(Shard& s, std::unordered_map<ObjectKey, Entry, ObjectKeyHash>::iterator it, int64_t now,
                      bool count_as_eviction) REQUIRES(s.mu) {
     Entry& e = it->second;
     policy->Remove(&e.node);
+    RemoveFromOrder(s, e);
     auto sb = s.salt_bytes.find(it->first.cache_salt);
     if (sb != s.salt_bytes.end()) {
       sb->second -= e.node.bytes;
@@ -200,6 +290,7 @@ struct L1Store::Impl {
     ne.node = EvictionNode{};
     ne.node.key = &it->first;
     ne.node.bytes = e.node.bytes;
+    AddToOrder(s, ne);
     s.salt_bytes[key.cache_salt] += ne.node.bytes;
     visible_objects.fetch_add(1, std::memory_order_relaxed);
     if (temporary) temporary_objects.fetch_add(1, std::memory_order_relaxed);
@@ -318,6 +409,15 @@ Result<std::unique_ptr<L1Store>> L1Store::Create(const L1Options& options) {
   uint32_t n = std::bit_ceil(std::max<uint32_t>(1, options.num_shards));
   d.shards = std::make_unique<Shard[]>(n);
   d.shard_mask = n - 1;
+  {
+    // Any value that differs between stores and restarts will do.
+    uint64_t x = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+                 (reinterpret_cast<uintptr_t>(store.get()) * 0x9E3779B97F4A7C15ull);
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    d.list_epoch = x & 0xFFFFFFFFull;
+  }
   if (d.arena->lazy() && options.prefault_window_bytes > 0) {
     d.prefault_thread = std::thread([&d] { d.PrefaultLoop(); });
     d.KickPrefault();
@@ -664,6 +764,83 @@ size_t L1Store::SweepExpired() {
   }
   d.NotifyRemoved(removed);
   return count;
+}
+
+Result<L1ObjectPage> L1Store::ListObjects(const L1ListRequest& request) const {
+  const Impl& d = *impl_;
+  if (request.page_size == 0) return Status::InvalidArgument("page_size must be positive");
+  const uint64_t num_shards = d.shard_mask + 1;
+  ListCursor c;
+  if (request.cursor.empty()) {
+    c.epoch = d.list_epoch;
+    c.limit = d.last_seq.load(std::memory_order_relaxed);
+  } else {
+    if (!DecodeCursor(request.cursor, &c) || c.shard >= num_shards) {
+      std::string shown = request.cursor.substr(0, 80);
+      for (char& ch : shown) {
+        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
+      }
+      return Status::InvalidArgument("malformed L1 list cursor '" + shown +
+                                     (request.cursor.size() > 80 ? "...'" : "'"));
+    }
+    if (c.epoch != d.list_epoch || c.limit > d.last_seq.load(std::memory_order_relaxed)) {
+      return Status::InvalidArgument(
+          "L1 list cursor is from another L1 store (the server restarted?): start the listing again");
+    }
+  }
+
+  // Work bounds: index slots examined per call (tombstones, filtered-out
+  // objects and shard switches included), and per hold of one shard lock.
+  const size_t page_size = std::min<size_t>(request.page_size, size_t{1} << 24);
+  size_t budget = 8 * page_size + 1024;
+  constexpr size_t kSlotsPerLock = 256;
+
+  L1ObjectPage page;
+  page.objects.reserve(std::min<size_t>(page_size, 4096));
+  const int64_t now = d.clock->NowNs();
+  while (c.shard < num_shards) {
+    const Shard& s = d.shards[c.shard];
+    bool shard_done = false;
+    {
+      MutexLock lock(&s.mu);
+      auto it = std::upper_bound(s.order.begin(), s.order.end(), c.after,
+                                 [](uint64_t seq, const OrderSlot& slot) { return seq < slot.seq; });
+      size_t examined = 0;
+      for (; it != s.order.end() && examined < kSlotsPerLock && budget > 0; ++it) {
+        if (it->seq > c.limit) break;  // visible since the pass began: not listed
+        ++examined;
+        --budget;
+        const Entry* e = it->entry;
+        if (e != nullptr && (!request.model_name || e->node.key->model_name.str() == *request.model_name)) {
+          if (page.objects.size() == page_size) {
+            // One more match exists: the next page starts at it.
+            c.after = it->seq - 1;
+            page.next_cursor = EncodeCursor(c);
+            return page;
+          }
+          L1ObjectInfo info;
+          info.key = *e->node.key;
+          info.size = e->size;
+          info.allocated_bytes = e->node.bytes;
+          info.read_locks = d.Locked(*e, now) ? e->readers : 0;
+          info.temporary = e->state == State::kTemporary;
+          page.objects.push_back(info);
+        }
+        c.after = it->seq;
+      }
+      shard_done = it == s.order.end() || it->seq > c.limit;
+    }
+    if (shard_done) {
+      ++c.shard;
+      c.after = 0;
+      if (budget > 0) --budget;  // an empty shard costs one step
+    }
+    if (budget == 0 && c.shard < num_shards) {
+      page.next_cursor = EncodeCursor(c);
+      return page;
+    }
+  }
+  return page;  // the pass is complete
 }
 
 EvictionPolicy* L1Store::policy() const { return impl_->policy.get(); }

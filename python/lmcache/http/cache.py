@@ -17,10 +17,17 @@ consecutive ids become ``[first, last]``, anything else stays a plain id.
 
 ``GET /cache/objects?tier=l2&adapter=&model_name=&page_size=500&page_token=`` pages through the
 objects of one L2 adapter (``adapter``: its index in cascade order or its type; the first by
-default): ``{"adapter", "type", "shared", "entries": [{"chunk_hash_hex", "model_name", "kv_rank",
-"object_group_id", "cache_salt", "size"}], "next_page_token"}`` (``null`` on the last page).
-Unlike 0.5.6, every adapter of this build can list (fs included). ``tier=l1`` is 400 (as 0.5.6),
-no L2 configured is 503.
+default): ``{"tier": "l2", "adapter", "type", "shared", "entries": [{"chunk_hash_hex", "model_name",
+"kv_rank", "object_group_id", "cache_salt", "size"}], "next_page_token"}`` (``null`` on the last page).
+Unlike 0.5.6, every adapter of this build can list (fs included); no L2 configured is 503.
+``tier=l1`` (400 in 0.5.6) pages through the objects L1 holds (resident and temporary, not the
+ones being written): the same shape with ``"tier": "l1"``, ``"adapter": null``, ``"type": "l1"``,
+and per entry also ``allocated_bytes``, ``state`` (``resident`` | ``temporary``) and
+``read_locks``. An L1 listing pass covers the objects held when its first page was served: each
+one still held when its turn comes is listed exactly once, later admissions are left out. An L1
+page may be short, even empty, before the last one (each request does bounded work); only
+``next_page_token: null`` ends the pass. ``tier=all`` is 400 (list ``l1``, then ``l2``), as is
+``adapter`` with ``tier=l1``. A ``page_token`` that is malformed or from before a restart is 400.
 
 ``DELETE /cache/objects`` takes ``{"keys": [{"chunk_hash_hex", "model_name", "kv_rank",
 "object_group_id": 0, "cache_salt": ""}], "tier": "l2" | "l1" | "all", "force": false,
@@ -204,7 +211,7 @@ def build_router() -> APIRouter:
         "/cache/checksums", checksums, methods=["POST"], summary="MD5 per chunk of registered KV blocks"
     )
     router.add_api_route(
-        "/cache/objects", list_objects, methods=["GET"], summary="List one L2 adapter's objects"
+        "/cache/objects", list_objects, methods=["GET"], summary="List L1's or one L2 adapter's objects"
     )
     router.add_api_route(
         "/cache/objects", delete_objects, methods=["DELETE"], summary="Delete objects by key"

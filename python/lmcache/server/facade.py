@@ -47,8 +47,9 @@ class ServerFacade(Protocol):
     def list_objects(
         self, tier: str, adapter: str | None, model_name: str | None, page_size: int, page_token: str
     ) -> dict[str, Any]:
-        """One page of stored objects (``GET /cache/objects``): ``{"adapter", "type", "shared",
-        "entries", "next_page_token"}``."""
+        """One page of stored objects of one tier (``GET /cache/objects``, ``tier`` "l1" or "l2"):
+        ``{"tier", "adapter", "type", "shared", "entries", "next_page_token"}`` (``adapter`` None
+        for L1)."""
         ...
 
     def delete_objects(

@@ -18,6 +18,18 @@ def _prom_name(name: str) -> str:
     return "lmcache_mp_" + name
 
 
+def _page(
+    list_page: Callable[[], tuple[list[dict[str, Any]], str]], page_token: str
+) -> tuple[list[dict[str, Any]], str]:
+    """One listing page; a rejected ``page_token`` is reported under that name (the HTTP field)."""
+    try:
+        return list_page()
+    except errors.InvalidArgumentError as exc:
+        if not page_token:
+            raise
+        raise errors.InvalidArgumentError(f"bad page_token: {exc}") from None
+
+
 class CoreFacade:
     def __init__(self, core: ServerCore, dispatcher: Dispatcher, reaper_alive: Callable[[], bool]) -> None:
         self._core = core
@@ -231,15 +243,37 @@ class CoreFacade:
     def list_objects(
         self, tier: str, adapter: str | None, model_name: str | None, page_size: int, page_token: str
     ) -> dict[str, Any]:
-        if tier != "l2":
-            raise errors.InvalidArgumentError(f"listing tier {tier!r} is not supported (use tier=l2)")
+        if tier == "all":
+            raise errors.InvalidArgumentError(
+                "tier 'all' cannot be listed in one pass: list tier=l1, then tier=l2"
+            )
+        if tier not in ("l1", "l2"):
+            raise errors.InvalidArgumentError(f"unknown tier {tier!r} (choose l1 or l2)")
         if not 1 <= page_size <= 10_000:
             raise errors.InvalidArgumentError(f"page_size must be in [1, 10000], got {page_size}")
+        if tier == "l1":
+            if adapter:
+                raise errors.InvalidArgumentError(f"adapter applies to tier=l2 only, got {adapter!r}")
+            entries, cursor = _page(
+                lambda: self._core.engine.l1.list_objects(model_name or None, page_size, page_token),
+                page_token,
+            )
+            return {
+                "tier": "l1",
+                "adapter": None,
+                "type": "l1",
+                "shared": False,
+                "entries": entries,
+                "next_page_token": cursor or None,
+            }
         i = self._l2_adapter_index(adapter)
         l2 = self._core.engine.l2
         status = l2.adapters_status()[i]
-        entries, cursor = l2.list_objects(i, model_name or None, page_size, page_token)
+        entries, cursor = _page(
+            lambda: l2.list_objects(i, model_name or None, page_size, page_token), page_token
+        )
         return {
+            "tier": "l2",
             "adapter": i,
             "type": status["type"],
             "shared": bool(status.get("shared", False)),

@@ -4,7 +4,10 @@
 
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "test_util.h"
@@ -487,6 +490,199 @@ TEST_F(L1StoreTest, OnAdmittedReportsWriterTagAndTemporary) {
   s->FinishRead(k);
   s->RemoveListener(&tags);
   s->RemoveListener(&plain);
+}
+
+// ---- listing ----
+
+// Every page of one pass from `cursor` on; fails the test on an error or a
+// pass that does not end within `max_pages`.
+std::vector<L1ObjectInfo> ListAll(const L1Store& s, size_t page_size, std::optional<std::string> model = {},
+                                  size_t* pages = nullptr, size_t max_pages = 100000) {
+  std::vector<L1ObjectInfo> all;
+  L1ListRequest req;
+  req.page_size = page_size;
+  req.model_name = std::move(model);
+  size_t n = 0;
+  while (true) {
+    Result<L1ObjectPage> page = s.ListObjects(req);
+    EXPECT_TRUE(page.ok()) << page.status().ToString();
+    if (!page.ok()) break;
+    EXPECT_LE(page.value().objects.size(), page_size);
+    all.insert(all.end(), page.value().objects.begin(), page.value().objects.end());
+    ++n;
+    if (page.value().next_cursor.empty()) break;
+    EXPECT_NE(page.value().next_cursor, req.cursor) << "a page made no progress";
+    req.cursor = page.value().next_cursor;
+    if (n >= max_pages) {
+      ADD_FAILURE() << "listing did not end after " << n << " pages";
+      break;
+    }
+  }
+  if (pages) *pages = n;
+  return all;
+}
+
+std::unordered_map<ObjectKey, L1ObjectInfo, ObjectKeyHash> ByKey(const std::vector<L1ObjectInfo>& v) {
+  std::unordered_map<ObjectKey, L1ObjectInfo, ObjectKeyHash> m;
+  for (const L1ObjectInfo& o : v) EXPECT_TRUE(m.emplace(o.key, o).second) << "listed twice: " << o.key.ToString();
+  return m;
+}
+
+TEST_F(L1StoreTest, ListingPagesCoverEveryObjectExactlyOnce) {
+  auto s = Make(16 * kMiB);
+  const uint64_t kN = 300;
+  for (uint64_t i = 0; i < kN; i += 10) ASSERT_TRUE(Put(s.get(), Keys(i, 10), 1000 + i % 7).ok());
+  for (size_t page_size : {size_t{1}, size_t{7}, size_t{64}, size_t{300}, size_t{10000}}) {
+    size_t pages = 0;
+    auto all = ListAll(*s, page_size, {}, &pages);
+    auto by_key = ByKey(all);
+    ASSERT_EQ(by_key.size(), kN) << "page_size " << page_size;
+    for (uint64_t i = 0; i < kN; ++i) {
+      auto it = by_key.find(Key(i));
+      ASSERT_NE(it, by_key.end()) << i;
+      EXPECT_EQ(it->second.size, 1000 + (i - i % 10) % 7);
+      EXPECT_GE(it->second.allocated_bytes, it->second.size);
+      EXPECT_EQ(it->second.read_locks, 0u);
+      EXPECT_FALSE(it->second.temporary);
+      EXPECT_EQ(it->second.key.model_name.str(), "test/model");
+    }
+    // Full pages until the last one, and no empty page at the end.
+    EXPECT_EQ(pages, (kN + page_size - 1) / page_size) << "page_size " << page_size;
+  }
+  // An empty store: one empty, final page.
+  auto empty = Make();
+  L1ListRequest req;
+  Result<L1ObjectPage> page = empty->ListObjects(req);
+  ASSERT_TRUE(page.ok());
+  EXPECT_TRUE(page.value().objects.empty());
+  EXPECT_TRUE(page.value().next_cursor.empty());
+}
+
+TEST_F(L1StoreTest, ListingReportsLocksAndTemporaryObjects) {
+  auto s = Make();
+  ASSERT_TRUE(Put(s.get(), Keys(0, 2), 4096).ok());
+  std::vector<ObjectKey> k0{Key(0)};
+  std::vector<bool> hits;
+  std::vector<ObjectView> views;
+  s->ReserveRead(k0, 3, &hits, &views);
+  std::vector<ObjectKey> tmp{Key(5)};
+  std::vector<uint64_t> sizes{2048};
+  std::vector<ReserveOutcome> out;
+  ASSERT_TRUE(s->ReserveWrite(tmp, sizes, 9, &out, &views).ok());
+  std::vector<ObjectKey> staging{Key(6)};
+  ASSERT_TRUE(s->ReserveWrite(staging, sizes, 9, &out, &views).ok());  // never finished: not listed
+  ASSERT_TRUE(s->FinishWriteAndReserveRead(tmp, 9, 1, /*temporary=*/true, &views).ok());
+  auto by_key = ByKey(ListAll(*s, 10));
+  ASSERT_EQ(by_key.size(), 3u);
+  EXPECT_EQ(by_key.at(Key(0)).read_locks, 3u);
+  EXPECT_EQ(by_key.at(Key(1)).read_locks, 0u);
+  EXPECT_TRUE(by_key.at(Key(5)).temporary);
+  EXPECT_EQ(by_key.at(Key(5)).size, 2048u);
+  EXPECT_EQ(by_key.at(Key(5)).read_locks, 1u);
+  // An expired read lock counts as released.
+  clock_.Advance(6'000'000'000);
+  by_key = ByKey(ListAll(*s, 10));
+  EXPECT_EQ(by_key.at(Key(0)).read_locks, 0u);
+}
+
+TEST_F(L1StoreTest, ListingFiltersByModel) {
+  auto s = Make();
+  std::vector<ObjectKey> keys;
+  for (uint64_t i = 0; i < 40; ++i) keys.push_back(testing::Key(i, "", i % 4 == 0 ? "other/model" : "test/model"));
+  ASSERT_TRUE(Put(s.get(), keys, 512).ok());
+  auto other = ListAll(*s, 3, std::string("other/model"));
+  EXPECT_EQ(ByKey(other).size(), 10u);
+  for (const auto& o : other) EXPECT_EQ(o.key.model_name.str(), "other/model");
+  EXPECT_EQ(ByKey(ListAll(*s, 4, std::string("test/model"))).size(), 30u);
+  EXPECT_TRUE(ListAll(*s, 4, std::string("no/such-model")).empty());
+  EXPECT_TRUE(ListAll(*s, 4, std::string("")).empty());
+}
+
+TEST_F(L1StoreTest, ListingIsPagedInBoundedWork) {
+  // A selective filter over many objects: pages may be short, but every
+  // call returns after a bounded scan and the pass still finds everything.
+  auto s = Make(64 * kMiB);
+  std::vector<ObjectKey> keys;
+  for (uint64_t i = 0; i < 6000; ++i) keys.push_back(testing::Key(i, "", i == 4321 ? "rare" : "common"));
+  for (size_t i = 0; i < keys.size(); i += 500) {
+    std::vector<ObjectKey> batch(keys.begin() + i, keys.begin() + std::min(keys.size(), i + 500));
+    ASSERT_TRUE(Put(s.get(), batch, 64).ok());
+  }
+  size_t pages = 0;
+  auto rare = ListAll(*s, 1, std::string("rare"), &pages);
+  ASSERT_EQ(rare.size(), 1u);
+  EXPECT_EQ(rare[0].key, keys[4321]);
+  EXPECT_GT(pages, 1u);  // 6000 slots cannot be examined by one call of page_size 1
+}
+
+TEST_F(L1StoreTest, ListingAcrossRemovalsAndInsertions) {
+  auto s = Make(16 * kMiB);
+  ASSERT_TRUE(Put(s.get(), Keys(0, 1200), 1024).ok());
+  L1ListRequest req;
+  req.page_size = 100;
+  std::vector<L1ObjectInfo> seen;
+  Result<L1ObjectPage> page = s->ListObjects(req);
+  ASSERT_TRUE(page.ok());
+  seen = page.value().objects;
+  // Between pages: delete two thirds of what is not listed yet (tombstones,
+  // enough to compact the order vectors) and admit new keys, which this pass
+  // must not list.
+  std::unordered_set<ObjectKey, ObjectKeyHash> listed;
+  for (const auto& o : seen) listed.insert(o.key);
+  std::vector<ObjectKey> gone;
+  for (uint64_t i = 0; i < 1200; ++i) {
+    if (i % 3 != 1 && !listed.count(Key(i))) gone.push_back(Key(i));
+  }
+  EXPECT_EQ(s->Delete(gone, false), gone.size());
+  ASSERT_TRUE(Put(s.get(), Keys(5000, 50), 1024).ok());
+  req.cursor = page.value().next_cursor;
+  while (!req.cursor.empty()) {
+    page = s->ListObjects(req);
+    ASSERT_TRUE(page.ok()) << page.status().ToString();
+    seen.insert(seen.end(), page.value().objects.begin(), page.value().objects.end());
+    req.cursor = page.value().next_cursor;
+  }
+  auto by_key = ByKey(seen);
+  for (uint64_t i = 1; i < 1200; i += 3) EXPECT_TRUE(by_key.count(Key(i))) << "resident all along: " << i;
+  for (const ObjectKey& k : gone) EXPECT_FALSE(by_key.count(k)) << "deleted before its page";
+  for (uint64_t i = 5000; i < 5050; ++i) EXPECT_FALSE(by_key.count(Key(i))) << "admitted after the pass began";
+  // A new pass sees the new keys.
+  EXPECT_EQ(ByKey(ListAll(*s, 33)).size(), 1200u - gone.size() + 50u);
+  EXPECT_EQ(seen.size(), 1200u - gone.size());
+}
+
+TEST_F(L1StoreTest, ListingRejectsBadCursors) {
+  auto s = Make();
+  ASSERT_TRUE(Put(s.get(), Keys(0, 20), 512).ok());
+  L1ListRequest req;
+  req.page_size = 0;
+  EXPECT_EQ(s->ListObjects(req).status().code(), StatusCode::kInvalidArgument);
+  req.page_size = 5;
+  Result<L1ObjectPage> first = s->ListObjects(req);
+  ASSERT_TRUE(first.ok());
+  const std::string good = first.value().next_cursor;
+  ASSERT_FALSE(good.empty());
+  for (std::string bad : {std::string("garbage"), std::string("l1-"), std::string("l1-1-2-3"),
+                          std::string("l1-zz-0-0-0"), std::string("l1-1-0-5-4"), std::string("l1-1-99-0-1"),
+                          std::string("l1-1-0-0-1-2"), std::string("l1-1-+0-0-1"), good + "0", "x" + good,
+                          std::string(5000, 'a'), std::string("l1-1-0-0-1\n")}) {
+    req.cursor = bad;
+    Result<L1ObjectPage> r = s->ListObjects(req);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+    const std::string msg = r.status().ToString();
+    EXPECT_NE(msg.find("cursor"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    EXPECT_LT(msg.size(), 200u) << msg;
+  }
+  // A well-formed cursor of another store (or an earlier server).
+  auto other = Make();
+  req.cursor = good;
+  Result<L1ObjectPage> r = other->ListObjects(req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().ToString().find("another L1 store"), std::string::npos) << r.status().ToString();
+  // The good cursor still works.
+  EXPECT_TRUE(s->ListObjects(req).ok());
 }
 
 }  // namespace
