@@ -76,7 +76,7 @@ int64_t NowNs() {
       .count();
 }
 
-class FaultInjectAdapter final : public L2Adapter {
+class FaultInjectAdapter final : public L2AdapterBase {
  public:
   static Result<std::unique_ptr<L2Adapter>> Create(const L2CommonConfig& common, const FaultOptions& opts,
                                                    std::unique_ptr<L2Adapter> inner) {
@@ -99,11 +99,6 @@ class FaultInjectAdapter final : public L2Adapter {
     if (wake_fd_ >= 0) close(wake_fd_);
   }
 
-  const L2CommonConfig& common_config() const override { return common_; }
-  int store_event_fd() const override { return completions_->store_fd(); }
-  int lookup_event_fd() const override { return completions_->lookup_fd(); }
-  int load_event_fd() const override { return completions_->load_fd(); }
-
   Result<L2TaskId> SubmitStore(std::span<const ObjectKey> keys, std::span<const ObjectView> objects) override {
     LMCACHE_RETURN_IF_ERROR(ValidateBatch(keys, objects, "SubmitStore"));
     PendingStore p;
@@ -121,7 +116,7 @@ class FaultInjectAdapter final : public L2Adapter {
     }
     MutexLock lock(&mu_);
     if (closed_) return ClosedStatus(common_.type);
-    p.outer = completions_->NextId();
+    p.outer = completions().NextId();
     const L2TaskId outer = p.outer;
     if (sub_keys.empty() && !keys.empty()) {
       L2StoreResult r;
@@ -136,22 +131,16 @@ class FaultInjectAdapter final : public L2Adapter {
     return outer;
   }
 
-  std::vector<std::pair<L2TaskId, L2StoreResult>> PopCompletedStores() override {
-    return completions_->PopStores();
-  }
-
   Result<L2TaskId> SubmitLookupAndLock(std::span<const ObjectKey> keys) override {
     MutexLock lock(&mu_);
     if (closed_) return ClosedStatus(common_.type);
     auto inner = inner_->SubmitLookupAndLock(keys);
     if (!inner.ok()) return inner.status();
-    const L2TaskId outer = completions_->NextId();
+    const L2TaskId outer = completions().NextId();
     lookups_[inner.value()] = Pending{outer, std::vector<ObjectKey>(keys.begin(), keys.end())};
     Wake();
     return outer;
   }
-
-  std::optional<L2Bitmap> QueryLookupResult(L2TaskId task) override { return completions_->TakeLookup(task); }
 
   void SubmitUnlock(std::span<const ObjectKey> keys) override { inner_->SubmitUnlock(keys); }
 
@@ -161,13 +150,11 @@ class FaultInjectAdapter final : public L2Adapter {
     if (closed_) return ClosedStatus(common_.type);
     auto inner = inner_->SubmitLoad(keys, buffers);
     if (!inner.ok()) return inner.status();
-    const L2TaskId outer = completions_->NextId();
+    const L2TaskId outer = completions().NextId();
     loads_[inner.value()] = Pending{outer, std::vector<ObjectKey>(keys.begin(), keys.end())};
     Wake();
     return outer;
   }
-
-  std::optional<L2Bitmap> QueryLoadResult(L2TaskId task) override { return completions_->TakeLoad(task); }
 
   Result<size_t> Delete(std::span<const ObjectKey> keys) override { return inner_->Delete(keys); }
   Result<L2KeyPage> List(const L2ListRequest& request) const override { return inner_->List(request); }
@@ -220,10 +207,10 @@ class FaultInjectAdapter final : public L2Adapter {
     for (auto& [id, p] : stores_) {
       L2StoreResult r;
       r.stored.assign(p.keys.size(), false);
-      completions_->PublishStore(p.outer, std::move(r));
+      completions().PublishStore(p.outer, std::move(r));
     }
-    for (auto& [id, p] : lookups_) completions_->PublishLookup(p.outer, L2Bitmap(p.keys.size(), false));
-    for (auto& [id, p] : loads_) completions_->PublishLoad(p.outer, L2Bitmap(p.keys.size(), false));
+    for (auto& [id, p] : lookups_) completions().PublishLookup(p.outer, L2Bitmap(p.keys.size(), false));
+    for (auto& [id, p] : loads_) completions().PublishLoad(p.outer, L2Bitmap(p.keys.size(), false));
     stores_.clear();
     lookups_.clear();
     loads_.clear();
@@ -251,7 +238,7 @@ class FaultInjectAdapter final : public L2Adapter {
 
   FaultInjectAdapter(const L2CommonConfig& common, const FaultOptions& opts, std::unique_ptr<L2Adapter> inner,
                      std::unique_ptr<L2Completions> completions)
-      : common_(common), opts_(opts), inner_(std::move(inner)), completions_(std::move(completions)) {}
+      : L2AdapterBase(common, std::move(completions)), opts_(opts), inner_(std::move(inner)) {}
 
   // Uniform in [0, 1) from (seed, what, key).
   double Draw(What what, const ObjectKey& key) const {
@@ -282,11 +269,11 @@ class FaultInjectAdapter final : public L2Adapter {
   void DeliverLocked(int kind, L2TaskId outer, L2StoreResult store, L2Bitmap bits) REQUIRES(mu_) {
     std::function<void()> publish;
     if (kind == 0) {
-      publish = [this, outer, r = std::move(store)]() mutable { completions_->PublishStore(outer, std::move(r)); };
+      publish = [this, outer, r = std::move(store)]() mutable { completions().PublishStore(outer, std::move(r)); };
     } else if (kind == 1) {
-      publish = [this, outer, b = std::move(bits)]() mutable { completions_->PublishLookup(outer, std::move(b)); };
+      publish = [this, outer, b = std::move(bits)]() mutable { completions().PublishLookup(outer, std::move(b)); };
     } else {
-      publish = [this, outer, b = std::move(bits)]() mutable { completions_->PublishLoad(outer, std::move(b)); };
+      publish = [this, outer, b = std::move(bits)]() mutable { completions().PublishLoad(outer, std::move(b)); };
     }
     if (!closed_ && DelayTask(outer)) {
       Bump(delayed_tasks_);
@@ -422,10 +409,8 @@ class FaultInjectAdapter final : public L2Adapter {
     }
   }
 
-  const L2CommonConfig common_;
   const FaultOptions opts_;
   std::unique_ptr<L2Adapter> inner_;
-  std::unique_ptr<L2Completions> completions_;
   int wake_fd_ = -1;
 
   mutable Mutex mu_;  // held while submitting to the inner adapter, so a mapping exists before its result

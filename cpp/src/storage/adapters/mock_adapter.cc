@@ -19,7 +19,9 @@
 #include <functional>
 #include <memory>
 #include <queue>
+#include <span>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -47,101 +49,30 @@ struct MockOptions {
   int64_t latency_ns = 0;
 };
 
-class MockAdapter final : public L2Adapter {
+// Tasks are batches of BatchedL2Adapter, one job each (kSlices, one slice),
+// queued on the mock's own timed queue (Enqueue) instead of a worker pool.
+class MockAdapter final : public BatchedL2Adapter {
  public:
   using Index = L2Index<MockObject>;
 
-  static Result<std::unique_ptr<L2Adapter>> Create(const L2CommonConfig& common, const MockOptions& opts,
-                                                   const L2AdapterContext& context) {
-    auto completions = L2Completions::Create();
-    if (!completions.ok()) return completions.status();
-    L2IndexOptions io;
-    io.capacity_bytes = opts.capacity_bytes;
-    io.eviction = common.eviction;
-    io.clock = context.clock;
-    auto index = Index::Create(io);
-    if (!index.ok()) return index.status();
-    std::unique_ptr<MockAdapter> a(new MockAdapter(common, opts, std::move(completions).value(),
-                                                   std::move(index).value()));
-    try {
-      a->thread_ = std::thread([p = a.get()] { p->Loop(); });
-    } catch (const std::system_error& e) {
-      return Status::Unavailable(std::string("cannot start the mock L2 thread: ") + e.what());
-    }
-    return std::unique_ptr<L2Adapter>(std::move(a));
-  }
+  MockAdapter(const L2CommonConfig& common, const MockOptions& opts, std::unique_ptr<L2Completions> completions,
+              std::unique_ptr<Index> index)
+      : BatchedL2Adapter(common, std::move(completions), L2Spread{L2Spread::Mode::kSlices, 1, 1}),
+        opts_(opts),
+        index_(std::move(index)) {}
 
   ~MockAdapter() override { Close(); }
 
-  const L2CommonConfig& common_config() const override { return common_; }
-  int store_event_fd() const override { return completions_->store_fd(); }
-  int lookup_event_fd() const override { return completions_->lookup_fd(); }
-  int load_event_fd() const override { return completions_->load_fd(); }
-
-  Result<L2TaskId> SubmitStore(std::span<const ObjectKey> keys, std::span<const ObjectView> objects) override {
-    LMCACHE_RETURN_IF_ERROR(ValidateBatch(keys, objects, "SubmitStore"));
-    const L2TaskId id = completions_->NextId();
-    std::vector<ObjectKey> k(keys.begin(), keys.end());
-    std::vector<ObjectView> v(objects.begin(), objects.end());
-    uint64_t bytes = 0;
-    for (const auto& o : objects) bytes += o.size;
-    Bump(counters_.store_tasks);
-    auto op = [this, id, k = std::move(k), v = std::move(v)](bool cancelled) {
-      L2StoreResult r;
-      r.stored.assign(k.size(), false);
-      if (!cancelled) {
-        for (size_t i = 0; i < k.size(); ++i) r.stored[i] = StoreOne(k[i], v[i], &r.bytes_written);
-      }
-      r.ok = std::all_of(r.stored.begin(), r.stored.end(), [](bool b) { return b; });
-      Bump(counters_.store_failures, static_cast<uint64_t>(std::count(r.stored.begin(), r.stored.end(), false)));
-      completions_->PublishStore(id, std::move(r));
-    };
-    if (!Schedule(bytes, std::move(op))) return ClosedStatus(common_.type);
-    return id;
+  Status Open() {
+    try {
+      thread_ = std::thread([this] { Loop(); });
+    } catch (const std::system_error& e) {
+      return Status::Unavailable(std::string("cannot start the mock L2 thread: ") + e.what());
+    }
+    return Status::OK();
   }
-
-  std::vector<std::pair<L2TaskId, L2StoreResult>> PopCompletedStores() override {
-    return completions_->PopStores();
-  }
-
-  Result<L2TaskId> SubmitLookupAndLock(std::span<const ObjectKey> keys) override {
-    const L2TaskId id = completions_->NextId();
-    Bump(counters_.lookup_tasks);
-    auto op = [this, id, k = std::vector<ObjectKey>(keys.begin(), keys.end())](bool cancelled) {
-      L2Bitmap bits(k.size(), false);
-      const size_t hits = cancelled ? 0 : index_->LookupAndLock(k, &bits);
-      Bump(counters_.lookup_hits, hits);
-      Bump(counters_.lookup_misses, k.size() - hits);
-      completions_->PublishLookup(id, std::move(bits));
-    };
-    if (!Schedule(0, std::move(op))) return ClosedStatus(common_.type);
-    return id;
-  }
-
-  std::optional<L2Bitmap> QueryLookupResult(L2TaskId task) override { return completions_->TakeLookup(task); }
 
   void SubmitUnlock(std::span<const ObjectKey> keys) override { index_->Unlock(keys); }
-
-  Result<L2TaskId> SubmitLoad(std::span<const ObjectKey> keys, std::span<const ObjectView> buffers) override {
-    LMCACHE_RETURN_IF_ERROR(ValidateBatch(keys, buffers, "SubmitLoad"));
-    const L2TaskId id = completions_->NextId();
-    uint64_t bytes = 0;
-    for (const auto& b : buffers) bytes += b.size;
-    Bump(counters_.load_tasks);
-    auto op = [this, id, k = std::vector<ObjectKey>(keys.begin(), keys.end()),
-               v = std::vector<ObjectView>(buffers.begin(), buffers.end())](bool cancelled) {
-      L2Bitmap bits(k.size(), false);
-      for (size_t i = 0; i < k.size(); ++i) {
-        bits[i] = !cancelled && LoadOne(k[i], v[i]);
-        if (!bits[i]) Bump(counters_.load_misses);
-      }
-      completions_->PublishLoad(id, std::move(bits));
-    };
-    if (!Schedule(bytes, std::move(op))) return ClosedStatus(common_.type);
-    return id;
-  }
-
-  std::optional<L2Bitmap> QueryLoadResult(L2TaskId task) override { return completions_->TakeLoad(task); }
 
   Result<size_t> Delete(std::span<const ObjectKey> keys) override {
     size_t n = 0;
@@ -154,43 +85,13 @@ class MockAdapter final : public L2Adapter {
   L2Usage Usage() const override { return index_->Usage(); }
 
   L2Status ReportStatus() const override {
-    L2Status s;
-    s.type = common_.type;
-    s.counters = counters_.Snapshot();
-    {
-      MutexLock lock(&mu_);
-      s.pending_tasks = queue_.size();
-      if (stopping_) {
-        s.healthy = false;
-        s.message = "closed";
-      }
-    }
+    L2Status s = BaseStatus();
     s.details.emplace_back("max_size_bytes", std::to_string(opts_.capacity_bytes));
     s.details.emplace_back("bandwidth_bytes_per_s", std::to_string(static_cast<uint64_t>(opts_.bandwidth_bytes_per_s)));
     s.details.emplace_back("latency_ms", std::to_string(opts_.latency_ns / 1'000'000));
     s.details.emplace_back("stored_objects", std::to_string(index_->size()));
     s.details.emplace_back("locked_objects", std::to_string(index_->locked_objects()));
     return s;
-  }
-
-  void Close() override {
-    {
-      MutexLock lock(&mu_);
-      stopping_ = true;
-    }
-    cv_.NotifyAll();
-    MutexLock serial(&close_mu_);
-    if (thread_.joinable()) thread_.join();
-    // Complete whatever is still queued as failures.
-    std::vector<Op> left;
-    {
-      MutexLock lock(&mu_);
-      while (!queue_.empty()) {
-        left.push_back(std::move(const_cast<Op&>(queue_.top())));
-        queue_.pop();
-      }
-    }
-    for (Op& op : left) op.run(true);
   }
 
   bool supports_corruption_injection() const override { return true; }
@@ -209,21 +110,20 @@ class MockAdapter final : public L2Adapter {
   struct Op {
     int64_t due_ns;
     uint64_t seq;
-    std::function<void(bool cancelled)> run;
+    WorkerPool::Job run;
     bool operator>(const Op& o) const { return due_ns != o.due_ns ? due_ns > o.due_ns : seq > o.seq; }
   };
-
-  MockAdapter(const L2CommonConfig& common, const MockOptions& opts, std::unique_ptr<L2Completions> completions,
-              std::unique_ptr<Index> index)
-      : common_(common), opts_(opts), completions_(std::move(completions)), index_(std::move(index)) {}
 
   static int64_t NowNs() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now().time_since_epoch()).count();
   }
 
-  // Queue `run` for when a transfer of `bytes` over the shared link, plus
-  // the latency, is done. False after Close.
-  bool Schedule(uint64_t bytes, std::function<void(bool)> run) EXCLUDES(mu_) {
+  // Queue `job` for when a transfer of the batch's bytes (store objects,
+  // load buffers; none for a lookup) over the shared link, plus the
+  // latency, is done. False after Close.
+  bool Enqueue(const Batch& b, WorkerPool::Job job) override EXCLUDES(mu_) {
+    uint64_t bytes = 0;
+    for (const auto& v : b.views) bytes += v.size;
     const int64_t now = NowNs();
     {
       MutexLock lock(&mu_);
@@ -234,7 +134,7 @@ class MockAdapter final : public L2Adapter {
         link_free_ns_ = start + static_cast<int64_t>(static_cast<double>(bytes) / opts_.bandwidth_bytes_per_s * 1e9);
         done = link_free_ns_;
       }
-      queue_.push(Op{done + opts_.latency_ns, seq_++, std::move(run)});
+      queue_.push(Op{done + opts_.latency_ns, seq_++, std::move(job)});
     }
     cv_.NotifyOne();
     return true;
@@ -258,11 +158,38 @@ class MockAdapter final : public L2Adapter {
         op = std::move(const_cast<Op&>(queue_.top()));
         queue_.pop();
       }
-      op.run(false);
+      op.run(0);
     }
   }
 
-  bool StoreOne(const ObjectKey& key, const ObjectView& v, uint64_t* bytes) {
+  // Stop the thread, then complete whatever is still queued as failures.
+  void OnClose() override EXCLUDES(mu_) {
+    {
+      MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    cv_.NotifyAll();
+    if (thread_.joinable()) thread_.join();
+    std::vector<Op> left;
+    {
+      MutexLock lock(&mu_);
+      while (!queue_.empty()) {
+        left.push_back(std::move(const_cast<Op&>(queue_.top())));
+        queue_.pop();
+      }
+    }
+    for (Op& op : left) op.run(-1);
+  }
+
+  // A lookup takes the index lock once for the whole batch.
+  void RunKeys(Batch& b, size_t begin, size_t end, int worker) override {
+    if (b.kind != Kind::kLookup) return BatchedL2Adapter::RunKeys(b, begin, end, worker);
+    L2Bitmap bits(end - begin, false);
+    index_->LookupAndLock(std::span<const ObjectKey>(b.keys).subspan(begin, end - begin), &bits);
+    for (size_t i = begin; i < end; ++i) b.ok[i] = bits[i - begin] ? 1 : 0;
+  }
+
+  bool StoreKey(const ObjectKey& key, const ObjectView& v, int /*worker*/, std::atomic<uint64_t>* bytes) override {
     if (index_->Contains(key)) {
       Bump(counters_.store_skipped);
       return true;
@@ -279,7 +206,7 @@ class MockAdapter final : public L2Adapter {
       return true;
     }
     CountVictims(victims);
-    *bytes += v.size;
+    bytes->fetch_add(v.size);
     Bump(counters_.stored_objects);
     Bump(counters_.stored_bytes, v.size);
     return true;
@@ -292,7 +219,7 @@ class MockAdapter final : public L2Adapter {
     }
   }
 
-  bool LoadOne(const ObjectKey& key, const ObjectView& v) {
+  bool LoadKey(const ObjectKey& key, const ObjectView& v, int /*worker*/) override {
     auto cur = index_->Get(key);
     if (!cur) return false;
     const MockObject& obj = cur->second;
@@ -307,16 +234,11 @@ class MockAdapter final : public L2Adapter {
       return false;
     }
     index_->Touch(key);
-    Bump(counters_.loaded_objects);
-    Bump(counters_.loaded_bytes, v.size);
     return true;
   }
 
-  const L2CommonConfig common_;
   const MockOptions opts_;
-  std::unique_ptr<L2Completions> completions_;
-  std::unique_ptr<Index> index_;
-  mutable L2AtomicCounters counters_;
+  const std::unique_ptr<Index> index_;
 
   mutable Mutex mu_;
   CondVar cv_;
@@ -324,8 +246,7 @@ class MockAdapter final : public L2Adapter {
   uint64_t seq_ GUARDED_BY(mu_) = 0;
   int64_t link_free_ns_ GUARDED_BY(mu_) = 0;
   bool stopping_ GUARDED_BY(mu_) = false;
-  Mutex close_mu_;
-  std::thread thread_;
+  std::thread thread_;  // started by Open, joined by OnClose
 };
 
 }  // namespace
@@ -338,7 +259,7 @@ Result<std::unique_ptr<L2Adapter>> CreateMockAdapter(const L2CommonConfig& commo
   o.bandwidth_bytes_per_s = f.Number("mock_bandwidth_gb", 0, 0, 1e6) * kGiB;
   o.latency_ns = static_cast<int64_t>(f.Number("latency_ms", 0, 0, 3.6e6) * 1e6);
   LMCACHE_RETURN_IF_ERROR(f.Finish());
-  return MockAdapter::Create(common, o, context);
+  return CreateBatchedAdapter<MockAdapter, MockObject>(o.capacity_bytes, common, context, common, o);
 }
 
 }  // namespace lmcache::internal

@@ -194,211 +194,21 @@ class Plugin {
   Mutex mu_;  // serializes calls into a plugin that is not thread-safe
 };
 
-class NativePluginAdapter final : public L2Adapter {
+// Store and load run one key per job step on the workers (kClaim); a lookup
+// is answered from the index, and with probe_misses its misses are probed on
+// the workers.
+class NativePluginAdapter final : public BatchedL2Adapter {
  public:
   using Index = L2Index<PluginMeta>;
 
-  static Result<std::unique_ptr<L2Adapter>> Create(const L2CommonConfig& common, const PluginOptions& opts,
-                                                   const L2AdapterContext& context) {
-    auto plugin = Plugin::Load(opts);
-    if (!plugin.ok()) return plugin.status();
-    auto completions = L2Completions::Create();
-    if (!completions.ok()) return completions.status();
-    L2IndexOptions io;
-    io.capacity_bytes = opts.capacity_bytes;
-    io.eviction = common.eviction;
-    io.clock = context.clock;
-    auto index = Index::Create(io);
-    if (!index.ok()) return index.status();
-    std::unique_ptr<NativePluginAdapter> a(new NativePluginAdapter(
-        common, opts, std::move(plugin).value(), std::move(completions).value(), std::move(index).value()));
-    LMCACHE_RETURN_IF_ERROR(a->Open());
-    return std::unique_ptr<L2Adapter>(std::move(a));
-  }
-
-  ~NativePluginAdapter() override { Close(); }
-
-  const L2CommonConfig& common_config() const override { return common_; }
-  int store_event_fd() const override { return completions_->store_fd(); }
-  int lookup_event_fd() const override { return completions_->lookup_fd(); }
-  int load_event_fd() const override { return completions_->load_fd(); }
-
-  Result<L2TaskId> SubmitStore(std::span<const ObjectKey> keys, std::span<const ObjectView> objects) override {
-    LMCACHE_RETURN_IF_ERROR(ValidateBatch(keys, objects, "SubmitStore"));
-    if (closed_.load()) return ClosedStatus(common_.type);
-    Bump(counters_.store_tasks);
-    auto batch = NewBatch(Kind::kStore, keys, objects);
-    for (size_t i = 0; i < keys.size(); ++i) {
-      Dispatch([this, batch, i](int w) {
-        Batch& b = *batch;
-        if (w >= 0) b.ok[i] = StoreKey(b.keys[i], b.views[i], &b.bytes) ? 1 : 0;
-        if (!b.ok[i]) Bump(counters_.store_failures);
-        KeyDone(b);
-      });
-    }
-    return batch->id;
-  }
-
-  std::vector<std::pair<L2TaskId, L2StoreResult>> PopCompletedStores() override { return completions_->PopStores(); }
-
-  Result<L2TaskId> SubmitLookupAndLock(std::span<const ObjectKey> keys) override {
-    if (closed_.load()) return ClosedStatus(common_.type);
-    Bump(counters_.lookup_tasks);
-    auto batch = NewBatch(Kind::kLookup, keys, {});
-    if (keys.empty()) return batch->id;
-    L2Bitmap bits(keys.size(), false);
-    const size_t hits = index_->LookupAndLock(keys, &bits);
-    for (size_t i = 0; i < keys.size(); ++i) batch->ok[i] = bits[i] ? 1 : 0;
-    if (hits == keys.size() || !opts_.probe_misses) {
-      Bump(counters_.lookup_hits, hits);
-      Bump(counters_.lookup_misses, keys.size() - hits);
-      batch->remaining.store(0);
-      Publish(*batch);
-      return batch->id;
-    }
-    batch->remaining.store(1);
-    Dispatch([this, batch](int w) {
-      Batch& b = *batch;
-      if (w >= 0) {
-        for (size_t i = 0; i < b.keys.size(); ++i) {
-          if (!b.ok[i] && Probe(b.keys[i]) && index_->Lock(b.keys[i])) b.ok[i] = 1;
-        }
-      } else {  // cancelled by Close: give back the locks already taken
-        std::vector<ObjectKey> locked;
-        for (size_t i = 0; i < b.keys.size(); ++i) {
-          if (b.ok[i]) locked.push_back(b.keys[i]);
-        }
-        index_->Unlock(locked);
-        std::fill(b.ok.begin(), b.ok.end(), 0);
-      }
-      size_t h = 0;
-      for (uint8_t x : b.ok) h += x;
-      Bump(counters_.lookup_hits, h);
-      Bump(counters_.lookup_misses, b.keys.size() - h);
-      KeyDone(b);
-    });
-    return batch->id;
-  }
-
-  std::optional<L2Bitmap> QueryLookupResult(L2TaskId task) override { return completions_->TakeLookup(task); }
-
-  void SubmitUnlock(std::span<const ObjectKey> keys) override { index_->Unlock(keys); }
-
-  Result<L2TaskId> SubmitLoad(std::span<const ObjectKey> keys, std::span<const ObjectView> buffers) override {
-    LMCACHE_RETURN_IF_ERROR(ValidateBatch(keys, buffers, "SubmitLoad"));
-    if (closed_.load()) return ClosedStatus(common_.type);
-    Bump(counters_.load_tasks);
-    auto batch = NewBatch(Kind::kLoad, keys, buffers);
-    for (size_t i = 0; i < keys.size(); ++i) {
-      Dispatch([this, batch, i](int w) {
-        Batch& b = *batch;
-        if (w >= 0 && LoadKey(b.keys[i], b.views[i])) {
-          b.ok[i] = 1;
-          Bump(counters_.loaded_objects);
-          Bump(counters_.loaded_bytes, b.views[i].size);
-        } else {
-          Bump(counters_.load_misses);
-        }
-        KeyDone(b);
-      });
-    }
-    return batch->id;
-  }
-
-  std::optional<L2Bitmap> QueryLoadResult(L2TaskId task) override { return completions_->TakeLoad(task); }
-
-  Result<size_t> Delete(std::span<const ObjectKey> keys) override {
-    size_t removed = 0;
-    for (const ObjectKey& key : keys) {
-      const bool indexed = index_->Remove(key).has_value();
-      std::string name;
-      if (!KeyName(key, &name)) continue;
-      const int rc = plugin_->Remove(name.c_str());
-      if (rc == LMCACHE_L2_OK || (indexed && rc == LMCACHE_L2_NOT_FOUND)) {
-        ++removed;
-      } else if (rc < 0) {
-        Bump(counters_.io_errors);
-        if (indexed) ++removed;  // gone from this adapter at least
-      }
-    }
-    Bump(counters_.deleted_objects, removed);
-    return removed;
-  }
-
-  Result<L2KeyPage> List(const L2ListRequest& request) const override { return index_->List(request); }
-  L2Usage Usage() const override { return index_->Usage(); }
-
-  L2Status ReportStatus() const override {
-    L2Status s;
-    s.type = common_.type;
-    s.counters = counters_.Snapshot();
-    s.pending_tasks = pending_.load();
-    if (closed_.load()) {
-      s.healthy = false;
-      s.message = "closed";
-    }
-    auto& d = s.details;
-    d.emplace_back("library_path", opts_.library_path);
-    d.emplace_back("plugin", plugin_->name());
-    d.emplace_back("abi_version", std::to_string(LMCACHE_L2_PLUGIN_ABI_VERSION));
-    d.emplace_back("plugin_thread_safe", plugin_->serialized() ? "false (calls serialized)" : "true");
-    d.emplace_back("num_workers", std::to_string(opts_.num_workers));
-    d.emplace_back("probe_misses", opts_.probe_misses ? "true" : "false");
-    d.emplace_back("indexed_objects", std::to_string(index_->size()));
-    d.emplace_back("locked_objects", std::to_string(index_->locked_objects()));
-    d.emplace_back("listed_at_start", std::to_string(listed_));
-    d.emplace_back("foreign_values", std::to_string(foreign_values_.load()));
-    return s;
-  }
-
-  void Close() override {
-    if (closed_.exchange(true)) {
-      pool_.Shutdown();
-      return;
-    }
-    pool_.Shutdown();
-  }
-
-  bool supports_corruption_injection() const override { return true; }
-
-  Status InjectCorruption(const ObjectKey& key) override {
-    std::string name;
-    if (!KeyName(key, &name)) return Status::InvalidArgument("key cannot be stored by the native_plugin adapter");
-    uint64_t size = 0;
-    if (plugin_->Exists(name.c_str(), &size) != LMCACHE_L2_OK) return Status::NotFound(name);
-    std::vector<uint8_t> value(size);
-    lmcache_l2_iovec part{value.data(), size};
-    if (plugin_->Get(name.c_str(), &part, 1, &size) != LMCACHE_L2_OK || size <= kFooterBytes) {
-      return Status::NotFound(name);
-    }
-    value.resize(size);
-    value[(size - kFooterBytes) / 2] ^= 0x5A;
-    plugin_->Remove(name.c_str());
-    part = {value.data(), size};
-    if (plugin_->Put(name.c_str(), &part, 1) != LMCACHE_L2_OK) return Status::IOError("re-put " + name);
-    return Status::OK();
-  }
-
- private:
-  enum class Kind : uint8_t { kStore, kLookup, kLoad };
-
-  struct Batch {
-    L2TaskId id = 0;
-    Kind kind = Kind::kStore;
-    std::vector<ObjectKey> keys;
-    std::vector<ObjectView> views;
-    std::vector<uint8_t> ok;
-    std::atomic<size_t> remaining{0};
-    std::atomic<uint64_t> bytes{0};
-  };
-
   NativePluginAdapter(const L2CommonConfig& common, const PluginOptions& opts, std::unique_ptr<Plugin> plugin,
                       std::unique_ptr<L2Completions> completions, std::unique_ptr<Index> index)
-      : common_(common),
+      : BatchedL2Adapter(common, std::move(completions), Spread(opts)),
         opts_(opts),
         plugin_(std::move(plugin)),
-        completions_(std::move(completions)),
         index_(std::move(index)) {}
+
+  ~NativePluginAdapter() override { Close(); }  // joins the workers before the plugin is destroyed
 
   Status Open() {
     if (plugin_->can_list()) {
@@ -423,44 +233,85 @@ class NativePluginAdapter final : public L2Adapter {
       }
       listed_ = c.n;
     }
-    return pool_.Start(opts_.num_workers);
+    return StartWorkers(opts_.num_workers);
   }
 
-  std::shared_ptr<Batch> NewBatch(Kind kind, std::span<const ObjectKey> keys, std::span<const ObjectView> views) {
-    auto b = std::make_shared<Batch>();
-    b->id = completions_->NextId();
-    b->kind = kind;
-    b->keys.assign(keys.begin(), keys.end());
-    b->views.assign(views.begin(), views.end());
-    b->ok.assign(keys.size(), 0);
-    b->remaining.store(keys.size());
-    pending_.fetch_add(1);
-    if (keys.empty()) Publish(*b);
-    return b;
-  }
+  void SubmitUnlock(std::span<const ObjectKey> keys) override { index_->Unlock(keys); }
 
-  void Dispatch(WorkerPool::Job job) {
-    if (!pool_.Submit(job)) job(-1);
-  }
-
-  void KeyDone(Batch& b) {
-    if (b.remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) Publish(b);
-  }
-
-  void Publish(Batch& b) {
-    L2Bitmap bits(b.ok.size());
-    bool all = true;
-    for (size_t i = 0; i < b.ok.size(); ++i) {
-      bits[i] = b.ok[i] != 0;
-      all = all && bits[i];
+  Result<size_t> Delete(std::span<const ObjectKey> keys) override {
+    size_t removed = 0;
+    for (const ObjectKey& key : keys) {
+      const bool indexed = index_->Remove(key).has_value();
+      std::string name;
+      if (!KeyName(key, &name)) continue;
+      const int rc = plugin_->Remove(name.c_str());
+      if (rc == LMCACHE_L2_OK || (indexed && rc == LMCACHE_L2_NOT_FOUND)) {
+        ++removed;
+      } else if (rc < 0) {
+        Bump(counters_.io_errors);
+        if (indexed) ++removed;  // gone from this adapter at least
+      }
     }
-    pending_.fetch_sub(1);
-    switch (b.kind) {
-      case Kind::kStore: completions_->PublishStore(b.id, L2StoreResult{all, std::move(bits), b.bytes.load()}); break;
-      case Kind::kLookup: completions_->PublishLookup(b.id, std::move(bits)); break;
-      case Kind::kLoad: completions_->PublishLoad(b.id, std::move(bits)); break;
+    Bump(counters_.deleted_objects, removed);
+    return removed;
+  }
+
+  Result<L2KeyPage> List(const L2ListRequest& request) const override { return index_->List(request); }
+  L2Usage Usage() const override { return index_->Usage(); }
+
+  L2Status ReportStatus() const override {
+    L2Status s = BaseStatus();
+    auto& d = s.details;
+    d.emplace_back("library_path", opts_.library_path);
+    d.emplace_back("plugin", plugin_->name());
+    d.emplace_back("abi_version", std::to_string(LMCACHE_L2_PLUGIN_ABI_VERSION));
+    d.emplace_back("plugin_thread_safe", plugin_->serialized() ? "false (calls serialized)" : "true");
+    d.emplace_back("num_workers", std::to_string(opts_.num_workers));
+    d.emplace_back("probe_misses", opts_.probe_misses ? "true" : "false");
+    d.emplace_back("indexed_objects", std::to_string(index_->size()));
+    d.emplace_back("locked_objects", std::to_string(index_->locked_objects()));
+    d.emplace_back("listed_at_start", std::to_string(listed_));
+    d.emplace_back("foreign_values", std::to_string(foreign_values_.load()));
+    return s;
+  }
+
+  bool supports_corruption_injection() const override { return true; }
+
+  Status InjectCorruption(const ObjectKey& key) override {
+    std::string name;
+    if (!KeyName(key, &name)) return Status::InvalidArgument("key cannot be stored by the native_plugin adapter");
+    uint64_t size = 0;
+    if (plugin_->Exists(name.c_str(), &size) != LMCACHE_L2_OK) return Status::NotFound(name);
+    std::vector<uint8_t> value(size);
+    lmcache_l2_iovec part{value.data(), size};
+    if (plugin_->Get(name.c_str(), &part, 1, &size) != LMCACHE_L2_OK || size <= kFooterBytes) {
+      return Status::NotFound(name);
+    }
+    value.resize(size);
+    value[(size - kFooterBytes) / 2] ^= 0x5A;
+    plugin_->Remove(name.c_str());
+    part = {value.data(), size};
+    if (plugin_->Put(name.c_str(), &part, 1) != LMCACHE_L2_OK) return Status::IOError("re-put " + name);
+    return Status::OK();
+  }
+
+ private:
+  static L2Spread Spread(const PluginOptions& o) {
+    return L2Spread{L2Spread::Mode::kClaim, static_cast<size_t>(o.num_workers), 1};
+  }
+
+  // The index answers; misses are probed on the workers (with probe_misses).
+  void StartLookup(const BatchPtr& b) override {
+    L2Bitmap bits(b->keys.size(), false);
+    const size_t hits = index_->LookupAndLock(b->keys, &bits);
+    if (hits == b->keys.size() || !opts_.probe_misses) {
+      FinishInline(b, bits);
+    } else {
+      ProbeMisses(b, bits, spread());
     }
   }
+
+  bool ProbeKey(const ObjectKey& key, int /*worker*/) override { return Probe(key) && index_->Lock(key); }
 
   // The plugin key of `key`; false when the stem would not parse back.
   static bool KeyName(const ObjectKey& key, std::string* name) {
@@ -491,7 +342,7 @@ class NativePluginAdapter final : public L2Adapter {
     }
   }
 
-  bool StoreKey(const ObjectKey& key, const ObjectView& view, std::atomic<uint64_t>* bytes) {
+  bool StoreKey(const ObjectKey& key, const ObjectView& view, int /*worker*/, std::atomic<uint64_t>* bytes) override {
     std::string name;
     if (!KeyName(key, &name)) {
       Bump(counters_.rejected_keys);
@@ -533,7 +384,7 @@ class NativePluginAdapter final : public L2Adapter {
     plugin_->Remove(name.c_str());
   }
 
-  bool LoadKey(const ObjectKey& key, const ObjectView& view) {
+  bool LoadKey(const ObjectKey& key, const ObjectView& view, int /*worker*/) override {
     std::string name;
     if (!KeyName(key, &name)) return false;
     auto cur = index_->Get(key);
@@ -585,17 +436,11 @@ class NativePluginAdapter final : public L2Adapter {
     return true;
   }
 
-  const L2CommonConfig common_;
   const PluginOptions opts_;
-  std::unique_ptr<Plugin> plugin_;
-  std::unique_ptr<L2Completions> completions_;
-  std::unique_ptr<Index> index_;
+  const std::unique_ptr<Plugin> plugin_;
+  const std::unique_ptr<Index> index_;
   size_t listed_ = 0;  // fixed after Open
   std::atomic<uint64_t> foreign_values_{0};
-  mutable L2AtomicCounters counters_;
-  std::atomic<uint64_t> pending_{0};
-  std::atomic<bool> closed_{false};
-  WorkerPool pool_;  // last: joined first (before the plugin is destroyed)
 };
 
 }  // namespace
@@ -616,7 +461,10 @@ Result<std::unique_ptr<L2Adapter>> CreateNativePluginAdapter(const L2CommonConfi
   o.capacity_bytes = static_cast<uint64_t>(f.Number("max_capacity_gb", 0, 0, 1e9) * static_cast<double>(1ull << 30));
   o.probe_misses = f.Bool("probe_misses", true);
   LMCACHE_RETURN_IF_ERROR(f.Finish());
-  return NativePluginAdapter::Create(common, o, context);
+  auto plugin = Plugin::Load(o);
+  if (!plugin.ok()) return plugin.status();
+  return CreateBatchedAdapter<NativePluginAdapter, PluginMeta>(o.capacity_bytes, common, context, common, o,
+                                                                std::move(plugin).value());
 }
 
 }  // namespace lmcache::internal

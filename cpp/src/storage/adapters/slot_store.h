@@ -43,6 +43,9 @@
 // reused only once its pins are gone, so a load never reads bytes of a
 // newer object written over a concurrently evicted one.
 //
+// Tasks, workers and Close are BatchedL2Adapter's (per-key store and load
+// jobs; lookups answered inline from the index; OnClose flushes the medium).
+//
 // Thread safety: SlotAdapter is thread-safe (L2Adapter). A SlotMedium is
 // used concurrently: WriteData/ReadData by workers (each with its own
 // worker index), the rest from any thread; implementations must be safe for
@@ -210,95 +213,38 @@ struct SlotMeta {
   uint64_t seq = 0;
 };
 
-class SlotAdapter final : public L2Adapter {
+class SlotAdapter final : public BatchedL2Adapter {
  public:
   using Index = L2Index<SlotMeta>;
 
   static Result<std::unique_ptr<L2Adapter>> Create(const L2CommonConfig& common, const SlotOptions& opts,
                                                    const SlotGeometry& geo, std::unique_ptr<SlotMedium> medium,
                                                    const L2AdapterContext& context) {
-    auto completions = L2Completions::Create();
-    if (!completions.ok()) return completions.status();
-    L2IndexOptions io;
-    io.capacity_bytes = geo.num_slots * geo.slot_bytes;
-    io.eviction = common.eviction;
-    io.clock = context.clock;
-    auto index = Index::Create(io);
-    if (!index.ok()) return index.status();
-    std::unique_ptr<SlotAdapter> a(new SlotAdapter(common, opts, geo, std::move(medium),
-                                                   std::move(completions).value(), std::move(index).value()));
-    LMCACHE_RETURN_IF_ERROR(a->Open());
-    return std::unique_ptr<L2Adapter>(std::move(a));
+    return CreateBatchedAdapter<SlotAdapter, SlotMeta>(geo.num_slots * geo.slot_bytes, common, context, common, opts,
+                                                       geo, std::move(medium));
+  }
+
+  SlotAdapter(const L2CommonConfig& common, const SlotOptions& opts, const SlotGeometry& geo,
+              std::unique_ptr<SlotMedium> medium, std::unique_ptr<L2Completions> completions,
+              std::unique_ptr<Index> index)
+      : BatchedL2Adapter(common, std::move(completions),
+                         L2Spread{L2Spread::Mode::kClaim, static_cast<size_t>(opts.num_workers), 1}),
+        opts_(opts),
+        geo_(geo),
+        medium_(std::move(medium)),
+        index_(std::move(index)),
+        pins_(new std::atomic<uint32_t>[geo.num_slots]),
+        zero_record_(geo.record_bytes, 0) {
+    for (uint64_t i = 0; i < geo.num_slots; ++i) pins_[i].store(0);
   }
 
   ~SlotAdapter() override { Close(); }
 
-  const L2CommonConfig& common_config() const override { return common_; }
-  int store_event_fd() const override { return completions_->store_fd(); }
-  int lookup_event_fd() const override { return completions_->lookup_fd(); }
-  int load_event_fd() const override { return completions_->load_fd(); }
-
-  Result<L2TaskId> SubmitStore(std::span<const ObjectKey> keys, std::span<const ObjectView> objects) override {
-    LMCACHE_RETURN_IF_ERROR(ValidateBatch(keys, objects, "SubmitStore"));
-    if (closed_.load()) return ClosedStatus(opts_.type);
-    Bump(counters_.store_tasks);
-    auto batch = NewBatch(Kind::kStore, keys, objects);
-    for (size_t i = 0; i < keys.size(); ++i) {
-      Dispatch([this, batch, i](int w) {
-        Batch& b = *batch;
-        if (w >= 0) b.ok[i] = StoreKey(b.keys[i], b.views[i], w, &b.bytes) ? 1 : 0;
-        if (!b.ok[i]) Bump(counters_.store_failures);
-        KeyDone(b);
-      });
-    }
-    return batch->id;
-  }
-
-  std::vector<std::pair<L2TaskId, L2StoreResult>> PopCompletedStores() override { return completions_->PopStores(); }
-
-  // Answered from the index at once (no I/O): the medium has one owner.
-  Result<L2TaskId> SubmitLookupAndLock(std::span<const ObjectKey> keys) override {
-    if (closed_.load()) return ClosedStatus(opts_.type);
-    Bump(counters_.lookup_tasks);
-    auto batch = NewBatch(Kind::kLookup, keys, {});
-    L2Bitmap bits(keys.size(), false);
-    const size_t hits = index_->LookupAndLock(keys, &bits);
-    Bump(counters_.lookup_hits, hits);
-    Bump(counters_.lookup_misses, keys.size() - hits);
-    if (!keys.empty()) {
-      for (size_t i = 0; i < bits.size(); ++i) batch->ok[i] = bits[i] ? 1 : 0;
-      batch->remaining.store(0);
-      Publish(*batch);
-    }
-    return batch->id;
-  }
-
-  std::optional<L2Bitmap> QueryLookupResult(L2TaskId task) override { return completions_->TakeLookup(task); }
+  template <class A, class Meta, class... Args>
+  friend Result<std::unique_ptr<L2Adapter>> CreateBatchedAdapter(uint64_t, const L2CommonConfig&,
+                                                                 const L2AdapterContext&, Args&&...);  // Open
 
   void SubmitUnlock(std::span<const ObjectKey> keys) override { index_->Unlock(keys); }
-
-  Result<L2TaskId> SubmitLoad(std::span<const ObjectKey> keys, std::span<const ObjectView> buffers) override {
-    LMCACHE_RETURN_IF_ERROR(ValidateBatch(keys, buffers, "SubmitLoad"));
-    if (closed_.load()) return ClosedStatus(opts_.type);
-    Bump(counters_.load_tasks);
-    auto batch = NewBatch(Kind::kLoad, keys, buffers);
-    for (size_t i = 0; i < keys.size(); ++i) {
-      Dispatch([this, batch, i](int w) {
-        Batch& b = *batch;
-        if (w >= 0 && LoadKey(b.keys[i], b.views[i], w)) {
-          b.ok[i] = 1;
-          Bump(counters_.loaded_objects);
-          Bump(counters_.loaded_bytes, b.views[i].size);
-        } else {
-          Bump(counters_.load_misses);
-        }
-        KeyDone(b);
-      });
-    }
-    return batch->id;
-  }
-
-  std::optional<L2Bitmap> QueryLoadResult(L2TaskId task) override { return completions_->TakeLoad(task); }
 
   Result<size_t> Delete(std::span<const ObjectKey> keys) override {
     size_t removed = 0;
@@ -335,14 +281,8 @@ class SlotAdapter final : public L2Adapter {
   }
 
   L2Status ReportStatus() const override {
-    L2Status s;
-    s.type = opts_.type;
-    s.counters = counters_.Snapshot();
-    s.pending_tasks = pending_.load();
-    if (closed_.load()) {
-      s.healthy = false;
-      s.message = "closed";
-    } else if (std::string p = medium_->Problem(); !p.empty()) {
+    L2Status s = BaseStatus();
+    if (std::string p = medium_->Problem(); s.healthy && !p.empty()) {
       s.healthy = false;
       s.message = p;
     }
@@ -363,15 +303,6 @@ class SlotAdapter final : public L2Adapter {
     return s;
   }
 
-  void Close() override {
-    if (closed_.exchange(true)) {
-      pool_.Shutdown();  // a concurrent Close waits for the first one
-      return;
-    }
-    pool_.Shutdown();
-    medium_->Flush();
-  }
-
   bool supports_corruption_injection() const override { return true; }
 
   Status InjectCorruption(const ObjectKey& key) override {
@@ -381,69 +312,14 @@ class SlotAdapter final : public L2Adapter {
   }
 
  private:
-  enum class Kind : uint8_t { kStore, kLookup, kLoad };
-
-  // One task; each key's `ok` byte is written by one job, and the job that
-  // brings `remaining` to 0 publishes (acq_rel orders the others before it).
-  struct Batch {
-    L2TaskId id = 0;
-    Kind kind = Kind::kStore;
-    std::vector<ObjectKey> keys;
-    std::vector<ObjectView> views;
-    std::vector<uint8_t> ok;
-    std::atomic<size_t> remaining{0};
-    std::atomic<uint64_t> bytes{0};
-  };
-
-  SlotAdapter(const L2CommonConfig& common, const SlotOptions& opts, const SlotGeometry& geo,
-              std::unique_ptr<SlotMedium> medium, std::unique_ptr<L2Completions> completions,
-              std::unique_ptr<Index> index)
-      : common_(common),
-        opts_(opts),
-        geo_(geo),
-        medium_(std::move(medium)),
-        completions_(std::move(completions)),
-        index_(std::move(index)),
-        pins_(new std::atomic<uint32_t>[geo.num_slots]),
-        zero_record_(geo.record_bytes, 0) {
-    for (uint64_t i = 0; i < geo.num_slots; ++i) pins_[i].store(0);
+  // Answered from the index at once (no I/O): the medium has one owner.
+  void StartLookup(const BatchPtr& b) override {
+    L2Bitmap bits(b->keys.size(), false);
+    index_->LookupAndLock(b->keys, &bits);
+    FinishInline(b, bits);
   }
 
-  std::shared_ptr<Batch> NewBatch(Kind kind, std::span<const ObjectKey> keys, std::span<const ObjectView> views) {
-    auto b = std::make_shared<Batch>();
-    b->id = completions_->NextId();
-    b->kind = kind;
-    b->keys.assign(keys.begin(), keys.end());
-    b->views.assign(views.begin(), views.end());
-    b->ok.assign(keys.size(), 0);
-    b->remaining.store(keys.size());
-    pending_.fetch_add(1);
-    if (keys.empty()) Publish(*b);
-    return b;
-  }
-
-  void Dispatch(WorkerPool::Job job) {
-    if (!pool_.Submit(job)) job(-1);  // closed meanwhile: complete as cancelled
-  }
-
-  void KeyDone(Batch& b) {
-    if (b.remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) Publish(b);
-  }
-
-  void Publish(Batch& b) {
-    L2Bitmap bits(b.ok.size());
-    bool all = true;
-    for (size_t i = 0; i < b.ok.size(); ++i) {
-      bits[i] = b.ok[i] != 0;
-      all = all && bits[i];
-    }
-    pending_.fetch_sub(1);
-    switch (b.kind) {
-      case Kind::kStore: completions_->PublishStore(b.id, L2StoreResult{all, std::move(bits), b.bytes.load()}); break;
-      case Kind::kLookup: completions_->PublishLookup(b.id, std::move(bits)); break;
-      case Kind::kLoad: completions_->PublishLoad(b.id, std::move(bits)); break;
-    }
-  }
+  void OnClose() override { medium_->Flush(); }
 
   // ---- real-bytes accounting (the index counts whole slots) ----
 
@@ -529,7 +405,7 @@ class SlotAdapter final : public L2Adapter {
 
   // ---- store / load ----
 
-  bool StoreKey(const ObjectKey& key, const ObjectView& view, int worker, std::atomic<uint64_t>* bytes) {
+  bool StoreKey(const ObjectKey& key, const ObjectView& view, int worker, std::atomic<uint64_t>* bytes) override {
     if (view.size > geo_.slot_bytes) {
       oversize_.fetch_add(1);
       return false;
@@ -585,7 +461,7 @@ class SlotAdapter final : public L2Adapter {
     return true;
   }
 
-  bool LoadKey(const ObjectKey& key, const ObjectView& view, int worker) {
+  bool LoadKey(const ObjectKey& key, const ObjectView& view, int worker) override {
     auto cur = index_->Get(key);
     if (!cur) return false;
     const SlotMeta m = cur->second;
@@ -653,7 +529,7 @@ class SlotAdapter final : public L2Adapter {
       LMCACHE_RETURN_IF_ERROR(Format());
     }
     LMCACHE_RETURN_IF_ERROR(medium_->Init(geo_, opts_.num_workers));
-    return pool_.Start(opts_.num_workers);
+    return StartWorkers(opts_.num_workers);
   }
 
   Status Format() {
@@ -751,12 +627,10 @@ class SlotAdapter final : public L2Adapter {
     return Status::OK();
   }
 
-  const L2CommonConfig common_;
   const SlotOptions opts_;
   const SlotGeometry geo_;
-  std::unique_ptr<SlotMedium> medium_;
-  std::unique_ptr<L2Completions> completions_;
-  std::unique_ptr<Index> index_;
+  const std::unique_ptr<SlotMedium> medium_;
+  const std::unique_ptr<Index> index_;
   std::unique_ptr<std::atomic<uint32_t>[]> pins_;  // readers per slot
   const std::vector<uint8_t> zero_record_;
   uint64_t format_id_ = 0;  // fixed after Open
@@ -773,11 +647,7 @@ class SlotAdapter final : public L2Adapter {
   int64_t real_total_ GUARDED_BY(usage_mu_) = 0;
   std::map<std::string, int64_t> real_by_salt_ GUARDED_BY(usage_mu_);
 
-  mutable L2AtomicCounters counters_;
   std::atomic<uint64_t> oversize_{0};
-  std::atomic<uint64_t> pending_{0};
-  std::atomic<bool> closed_{false};
-  WorkerPool pool_;  // last: joined first
 };
 
 }  // namespace lmcache::internal

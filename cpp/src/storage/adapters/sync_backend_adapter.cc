@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -24,24 +26,25 @@ namespace {
 
 struct NoPayload {};
 
-class SyncBackendAdapter final : public L2Adapter {
+// A task is one BatchedL2Adapter job for the whole batch (kSlices, one
+// slice): RunKeys makes the backend calls of its phases.
+class SyncBackendAdapter final : public BatchedL2Adapter {
  public:
   using Index = L2Index<NoPayload>;
 
   SyncBackendAdapter(const L2CommonConfig& common, std::unique_ptr<L2SyncBackend> backend,
                      const L2SyncAdapterOptions& options, std::unique_ptr<L2Completions> completions,
                      std::unique_ptr<Index> index)
-      : common_(common),
+      : BatchedL2Adapter(common, std::move(completions), L2Spread{L2Spread::Mode::kSlices, 1, 1}),
         options_(options),
         backend_(std::move(backend)),
-        completions_(std::move(completions)),
         index_(std::move(index)) {}
 
-  ~SyncBackendAdapter() override { Close(); }
+  ~SyncBackendAdapter() override { Close(); }  // closes the backend too
 
   // Rebuild the index from the backend's listing (oldest first is unknown:
-  // listing order).
-  Status Scan() {
+  // listing order), then start the workers.
+  Status Open() {
     auto listed = backend_->ListAll();
     if (!listed.ok()) {
       return Status::IOError("L2 adapter '" + common_.type + "': cannot list the backend: " +
@@ -55,67 +58,13 @@ class SyncBackendAdapter final : public L2Adapter {
       }
       index_->Insert(key, size, NoPayload{}, 0);
     }
-    return Status::OK();
+    return StartWorkers(options_.num_workers);
   }
-
-  Status Start() { return pool_.Start(options_.num_workers); }
-
-  const L2CommonConfig& common_config() const override { return common_; }
-  int store_event_fd() const override { return completions_->store_fd(); }
-  int lookup_event_fd() const override { return completions_->lookup_fd(); }
-  int load_event_fd() const override { return completions_->load_fd(); }
-
-  Result<L2TaskId> SubmitStore(std::span<const ObjectKey> keys, std::span<const ObjectView> objects) override {
-    LMCACHE_RETURN_IF_ERROR(ValidateBatch(keys, objects, "SubmitStore"));
-    const L2TaskId id = completions_->NextId();
-    auto job = [this, id, k = std::vector<ObjectKey>(keys.begin(), keys.end()),
-                v = std::vector<ObjectView>(objects.begin(), objects.end())](int worker) {
-      L2StoreResult r = worker < 0 ? Failed<L2StoreResult>(k.size()) : Store(k, v);
-      Finish();
-      completions_->PublishStore(id, std::move(r));
-    };
-    if (!Enqueue(std::move(job))) return ClosedStatus(common_.type);
-    Bump(counters_.store_tasks);
-    return id;
-  }
-
-  std::vector<std::pair<L2TaskId, L2StoreResult>> PopCompletedStores() override { return completions_->PopStores(); }
-
-  Result<L2TaskId> SubmitLookupAndLock(std::span<const ObjectKey> keys) override {
-    const L2TaskId id = completions_->NextId();
-    auto job = [this, id, k = std::vector<ObjectKey>(keys.begin(), keys.end())](int worker) {
-      L2Bitmap bits = worker < 0 ? L2Bitmap(k.size(), false) : Lookup(k);
-      Finish();
-      completions_->PublishLookup(id, std::move(bits));
-    };
-    if (!Enqueue(std::move(job))) return ClosedStatus(common_.type);
-    Bump(counters_.lookup_tasks);
-    return id;
-  }
-
-  std::optional<L2Bitmap> QueryLookupResult(L2TaskId task) override { return completions_->TakeLookup(task); }
 
   void SubmitUnlock(std::span<const ObjectKey> keys) override { index_->Unlock(keys); }
 
-  Result<L2TaskId> SubmitLoad(std::span<const ObjectKey> keys, std::span<const ObjectView> buffers) override {
-    LMCACHE_RETURN_IF_ERROR(ValidateBatch(keys, buffers, "SubmitLoad"));
-    const L2TaskId id = completions_->NextId();
-    auto job = [this, id, k = std::vector<ObjectKey>(keys.begin(), keys.end()),
-                v = std::vector<ObjectView>(buffers.begin(), buffers.end())](int worker) {
-      L2Bitmap bits = worker < 0 ? L2Bitmap(k.size(), false) : Load(k, v);
-      Bump(counters_.load_misses, static_cast<uint64_t>(std::count(bits.begin(), bits.end(), false)));
-      Finish();
-      completions_->PublishLoad(id, std::move(bits));
-    };
-    if (!Enqueue(std::move(job))) return ClosedStatus(common_.type);
-    Bump(counters_.load_tasks);
-    return id;
-  }
-
-  std::optional<L2Bitmap> QueryLoadResult(L2TaskId task) override { return completions_->TakeLoad(task); }
-
   Result<size_t> Delete(std::span<const ObjectKey> keys) override {
-    if (closed_.load()) return ClosedStatus(common_.type);
+    if (closed()) return ClosedStatus(common_.type);
     std::vector<std::string> names;
     names.reserve(keys.size());
     for (const ObjectKey& k : keys) names.push_back(k.ToString());
@@ -136,14 +85,7 @@ class SyncBackendAdapter final : public L2Adapter {
   L2Usage Usage() const override { return index_->Usage(); }
 
   L2Status ReportStatus() const override {
-    L2Status s;
-    s.type = common_.type;
-    s.counters = counters_.Snapshot();
-    s.pending_tasks = pending_.load(std::memory_order_relaxed);
-    if (closed_.load()) {
-      s.healthy = false;
-      s.message = "closed";
-    }
+    L2Status s = BaseStatus();
     s.details = backend_->Details();
     s.details.emplace_back("num_workers", std::to_string(options_.num_workers));
     s.details.emplace_back("capacity_bytes", std::to_string(options_.capacity_bytes));
@@ -151,16 +93,6 @@ class SyncBackendAdapter final : public L2Adapter {
     s.details.emplace_back("locked_objects", std::to_string(index_->locked_objects()));
     s.details.emplace_back("ignored_objects", std::to_string(ignored_objects_));
     return s;
-  }
-
-  void Close() override {
-    closed_.store(true);
-    MutexLock serial(&close_mu_);
-    if (backend_closed_) return;
-    // Running calls finish; queued tasks complete as failures.
-    backend_->BlockingWait([this] { pool_.Shutdown(); });
-    backend_->Close();
-    backend_closed_ = true;
   }
 
   bool supports_corruption_injection() const override { return backend_->CanDamage(); }
@@ -171,21 +103,26 @@ class SyncBackendAdapter final : public L2Adapter {
   }
 
  private:
-  template <class R>
-  static R Failed(size_t n) {
-    R r;
-    r.stored.assign(n, false);
-    return r;
+  // The whole batch (one slice): the backend calls of its phases.
+  void RunKeys(Batch& b, size_t begin, size_t end, int /*worker*/) override {
+    const auto keys = std::span<const ObjectKey>(b.keys).subspan(begin, end - begin);
+    L2Bitmap bits;
+    if (b.kind == Kind::kStore) {
+      L2StoreResult r = Store(keys, std::span<const ObjectView>(b.views).subspan(begin, end - begin));
+      b.bytes.fetch_add(r.bytes_written);
+      bits = std::move(r.stored);
+    } else if (b.kind == Kind::kLookup) {
+      bits = Lookup(keys);
+    } else {
+      bits = Load(keys, std::span<const ObjectView>(b.views).subspan(begin, end - begin));
+    }
+    for (size_t i = begin; i < end; ++i) b.ok[i] = bits[i - begin] ? 1 : 0;
   }
 
-  bool Enqueue(WorkerPool::Job job) {
-    if (closed_.load()) return false;
-    pending_.fetch_add(1, std::memory_order_relaxed);
-    if (pool_.Submit(std::move(job))) return true;
-    pending_.fetch_sub(1, std::memory_order_relaxed);
-    return false;
-  }
-  void Finish() { pending_.fetch_sub(1, std::memory_order_relaxed); }
+  // Running backend calls finish (the backend may need its lock released
+  // while the workers are joined); queued tasks complete as failures.
+  void StopWorkers(const std::function<void()>& stop) override { backend_->BlockingWait(stop); }
+  void OnClose() override { backend_->Close(); }
 
   // One backend call with its failures normalized: always n results; a
   // failed call or a wrong-length answer marks every key as an error.
@@ -227,7 +164,7 @@ class SyncBackendAdapter final : public L2Adapter {
     victims.clear();
   }
 
-  L2StoreResult Store(const std::vector<ObjectKey>& keys, const std::vector<ObjectView>& views) {
+  L2StoreResult Store(std::span<const ObjectKey> keys, std::span<const ObjectView> views) {
     L2StoreResult r;
     r.stored.assign(keys.size(), false);
     std::unordered_map<ObjectKey, size_t, ObjectKeyHash> first;  // duplicates in the batch
@@ -285,13 +222,10 @@ class SyncBackendAdapter final : public L2Adapter {
         if (r.stored[i]) Bump(counters_.store_skipped);
       }
     }
-    const auto failed = static_cast<uint64_t>(std::count(r.stored.begin(), r.stored.end(), false));
-    Bump(counters_.store_failures, failed);
-    r.ok = failed == 0;
-    return r;
+    return r;  // store_failures and ok: counted and computed by the base
   }
 
-  L2Bitmap Lookup(const std::vector<ObjectKey>& keys) {
+  L2Bitmap Lookup(std::span<const ObjectKey> keys) {
     L2Bitmap bits(keys.size(), false);
     size_t hits = index_->LookupAndLock(keys, &bits);
     if (options_.probe_misses && hits < keys.size()) {
@@ -315,12 +249,10 @@ class SyncBackendAdapter final : public L2Adapter {
         }
       }
     }
-    Bump(counters_.lookup_hits, hits);
-    Bump(counters_.lookup_misses, keys.size() - hits);
-    return bits;
+    return bits;  // lookup_hits / lookup_misses: counted by the base
   }
 
-  L2Bitmap Load(const std::vector<ObjectKey>& keys, const std::vector<ObjectView>& buffers) {
+  L2Bitmap Load(std::span<const ObjectKey> keys, std::span<const ObjectView> buffers) {
     L2Bitmap bits(keys.size(), false);
     std::vector<size_t> idx;
     std::vector<std::string> names;
@@ -373,26 +305,16 @@ class SyncBackendAdapter final : public L2Adapter {
       }
       if (!known[j]) index_->Insert(key, e.size, NoPayload{}, 0);
       index_->Touch(key);
-      bits[i] = true;
-      Bump(counters_.loaded_objects);
-      Bump(counters_.loaded_bytes, e.size);
+      bits[i] = true;  // loaded_objects / loaded_bytes: counted by the base
     }
     if (!corrupt.empty()) Call("delete", corrupt.size(), [&] { return backend_->Delete(corrupt); });
     return bits;
   }
 
-  const L2CommonConfig common_;
   const L2SyncAdapterOptions options_;
-  std::unique_ptr<L2SyncBackend> backend_;
-  std::unique_ptr<L2Completions> completions_;
-  std::unique_ptr<Index> index_;
-  mutable L2AtomicCounters counters_;
-  uint64_t ignored_objects_ = 0;  // written by Scan only
-  std::atomic<uint64_t> pending_{0};
-  std::atomic<bool> closed_{false};
-  Mutex close_mu_;
-  bool backend_closed_ GUARDED_BY(close_mu_) = false;
-  WorkerPool pool_;  // last: its threads stop before the members above go
+  const std::unique_ptr<L2SyncBackend> backend_;
+  const std::unique_ptr<Index> index_;
+  uint64_t ignored_objects_ = 0;  // written by Open only
 };
 
 }  // namespace
@@ -411,23 +333,9 @@ Result<std::unique_ptr<L2Adapter>> CreateL2AdapterOverBackend(const L2CommonConf
     return Status::InvalidArgument(what + ": field 'num_workers' must be an integer in [1, 256], got " +
                                    std::to_string(options.num_workers));
   }
-  auto completions = internal::L2Completions::Create();
-  if (!completions.ok()) return completions.status();
-  internal::L2IndexOptions io;
-  io.capacity_bytes = options.capacity_bytes;
-  io.eviction = common.eviction;
-  io.clock = context.clock;
-  auto index = SyncBackendAdapter::Index::Create(io);
-  if (!index.ok()) return index.status();
-  auto adapter = std::make_unique<SyncBackendAdapter>(common, std::move(backend), options,
-                                                      std::move(completions).value(), std::move(index).value());
-  Status st = adapter->Scan();
-  if (st.ok()) st = adapter->Start();
-  if (!st.ok()) {
-    adapter->Close();  // closes the backend too
-    return st;
-  }
-  return std::unique_ptr<L2Adapter>(std::move(adapter));
+  // A failed Open destroys the adapter, which closes the backend.
+  return internal::CreateBatchedAdapter<SyncBackendAdapter, internal::NoPayload>(
+      options.capacity_bytes, common, context, common, std::move(backend), options);
 }
 
 }  // namespace lmcache
