@@ -41,6 +41,9 @@ class JsonFields {
   std::optional<int64_t> OptionalInt(const std::string& name, int64_t min, int64_t max);
   double Number(const std::string& name, double def, double min, double max);
   bool Bool(const std::string& name, bool def);
+  // The raw value, for a field of mixed type (the caller checks it); null
+  // when absent or null.
+  const nlohmann::json* Value(const std::string& name);
   // REQUIRES for the caller: use the returned object while this lives.
   const nlohmann::json* Object(const std::string& name, bool required);
   std::vector<int64_t> IntList(const std::string& name, int64_t min, int64_t max);

@@ -168,6 +168,8 @@ const Json* JsonFields::Get(const std::string& name) {
 
 void JsonFields::Skip(const std::string& name) { used_.insert(name); }
 
+const Json* JsonFields::Value(const std::string& name) { return Get(name); }
+
 void JsonFields::Adopt(const Status& status) {
   if (first_error_.ok() && !status.ok()) first_error_ = status;
 }

@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -550,6 +552,280 @@ TEST(FsAdapter, UnhealthyWhenTheDirectoryDisappears) {
   const L2Status s = a->ReportStatus();
   EXPECT_FALSE(s.healthy);
   EXPECT_NE(s.message.find("removed"), std::string::npos) << s.message;
+}
+
+// ---- other writers: probe_misses and the inotify watch ----
+
+// A file written the way LMCache 0.5.6 writes it: "<stem>.tmp" (or the
+// same name in relative_tmp_dir), then rename() over "<stem>.data".
+void WriteLikeLMCache(const std::string& dir, const ObjectKey& key, const std::vector<uint8_t>& d,
+                      const std::string& tmp_dir = "") {
+  const std::string final_path = dir + "/" + key.ToString() + ".data";
+  const std::string tmp =
+      tmp_dir.empty() ? dir + "/" + key.ToString() + ".tmp" : tmp_dir + "/" + key.ToString() + ".data";
+  WriteFile(tmp, d);
+  ASSERT_EQ(rename(tmp.c_str(), final_path.c_str()), 0);
+}
+
+uint64_t DetailU64(const L2Status& s, const std::string& name) {
+  const std::string v = Detail(s, name);
+  return v == "<missing>" ? ~uint64_t{0} : std::stoull(v);
+}
+
+TEST(FsMissDetection, ProbeMissesParsesAutoTrueFalse) {
+  TempDir dir;
+  auto def = MustCreate(Spec(dir.path()));
+  EXPECT_EQ(Detail(def->ReportStatus(), "probe_misses"), "auto");
+  EXPECT_EQ(Detail(def->ReportStatus(), "miss_detection"), "inotify")  // /tmp is local
+      << Detail(def->ReportStatus(), "miss_detection_reason");
+  auto au = MustCreate(Spec(dir.path(), R"("probe_misses":"auto")", "fs_native"));
+  EXPECT_EQ(Detail(au->ReportStatus(), "miss_detection"), "inotify");
+  auto yes = MustCreate(Spec(dir.path(), R"("probe_misses":true)"));
+  EXPECT_EQ(Detail(yes->ReportStatus(), "probe_misses"), "true");
+  EXPECT_EQ(Detail(yes->ReportStatus(), "miss_detection"), "probe");
+  EXPECT_EQ(Detail(yes->ReportStatus(), "inotify_events"), "<missing>");
+  auto no = MustCreate(Spec(dir.path(), R"("probe_misses":false)"));
+  EXPECT_EQ(Detail(no->ReportStatus(), "miss_detection"), "off");
+  for (const char* bad : {R"("probe_misses":"maybe")", R"("probe_misses":1)", R"("probe_misses":"true")",
+                          R"("probe_misses":[])"}) {
+    auto r = CreateL2Adapter(Spec(dir.path(), bad));
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+    const std::string m = r.status().message();
+    EXPECT_NE(m.find("field 'probe_misses' must be \"auto\", true or false, got "), std::string::npos) << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+  }
+}
+
+TEST(FsMissDetection, FilesOtherWritersRenameInAreFoundByTheNextLookup) {
+  TempDir dir;
+  auto a = MustCreate(Spec(dir.path(), R"("relative_tmp_dir":"tmp")"));
+  auto b = MustCreate(Spec(dir.path(), "", "fs_native"));  // another server on the same directory
+  ASSERT_EQ(Detail(a->ReportStatus(), "miss_detection"), "inotify");
+  auto d = Pattern(60, 5000);
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(60), Key(61), Key(62), Key(63)})), "0000");
+  // Each write completes before the lookup starts: no delay, no retry.
+  ASSERT_TRUE(StoreSync(b.get(), {Key(60)}, {ViewOf(d)}).ok);
+  WriteLikeLMCache(dir.path(), Key(61), d);                        // 0.5.6 fs: <stem>.tmp + rename
+  WriteLikeLMCache(dir.path(), Key(62), d, dir.path() + "/tmp");   // 0.5.6 relative_tmp_dir
+  WriteFile(dir.path() + "/" + Key(63).ToString() + ".data", d);   // a direct write, closed
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(60), Key(61), Key(62), Key(63), Key(64)})), "11110");
+  a->SubmitUnlock(std::vector<ObjectKey>{Key(60), Key(61), Key(62), Key(63)});
+  const L2Status s = a->ReportStatus();
+  EXPECT_EQ(DetailU64(s, "inotify_indexed"), 4u);
+  EXPECT_EQ(DetailU64(s, "inotify_overflows"), 0u);
+  EXPECT_EQ(a->Usage().objects, 4u);
+  // b's file keeps its checksum: a load through a verifies it.
+  std::vector<uint8_t> out(5000);
+  EXPECT_EQ(Bits(LoadSync(a.get(), {Key(60), Key(61)}, {ViewOf(out), ViewOf(out)})), "11");
+  EXPECT_TRUE(out == d);
+  EXPECT_EQ(a->ReportStatus().counters.unverified_loads, 1u);  // only the LMCache-written one
+  // Temp names, foreign names and directories are not indexed.
+  WriteFile(dir.path() + "/" + Key(65).ToString() + ".tmp", d);
+  WriteFile(dir.path() + "/notes.data", d);
+  fs::create_directory(dir.path() + "/" + Key(66).ToString() + ".data");
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(65), Key(66)})), "00");
+  EXPECT_EQ(a->Usage().objects, 4u);
+}
+
+TEST(FsMissDetection, FilesOtherWritersDeleteOrMoveAwayAreMisses) {
+  TempDir dir;
+  auto a = MustCreate(Spec(dir.path()));
+  auto b = MustCreate(Spec(dir.path()));
+  auto d = Pattern(70, 3000);
+  ASSERT_TRUE(StoreSync(a.get(), {Key(70), Key(71), Key(72)}, {ViewOf(d), ViewOf(d), ViewOf(d)}).ok);
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(70), Key(71), Key(72)})), "111");  // locked
+  a->SubmitUnlock(std::vector<ObjectKey>{Key(70), Key(71), Key(72)});
+  ASSERT_EQ(b->Delete(std::vector<ObjectKey>{Key(70)}).value(), 1u);                     // another server
+  ASSERT_TRUE(fs::remove(dir.path() + "/" + Key(71).ToString() + ".data"));              // a plain unlink
+  TempDir elsewhere;
+  fs::rename(dir.path() + "/" + Key(72).ToString() + ".data", elsewhere.path() + "/moved.data");  // moved away
+  // The events are applied before the usage is read.
+  EXPECT_EQ(a->Usage().objects, 0u);
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(70), Key(71), Key(72), Key(73)})), "0000");
+  EXPECT_EQ(DetailU64(a->ReportStatus(), "inotify_dropped"), 3u);
+  // A key deleted by another process and stored again is written, not skipped as present.
+  ASSERT_TRUE(StoreSync(b.get(), {Key(74)}, {ViewOf(d)}).ok);
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(74)})), "1");
+  a->SubmitUnlock(std::vector<ObjectKey>{Key(74)});
+  ASSERT_TRUE(fs::remove(dir.path() + "/" + Key(74).ToString() + ".data"));
+  const L2StoreResult r = StoreSync(a.get(), {Key(74)}, {ViewOf(d)});
+  EXPECT_TRUE(r.ok);
+  EXPECT_EQ(r.bytes_written, 3000u);
+  EXPECT_TRUE(fs::exists(dir.path() + "/" + Key(74).ToString() + ".data"));
+}
+
+TEST(FsMissDetection, StaleDeleteEventsKeepAFileStoredAgain) {
+  TempDir dir;
+  auto a = MustCreate(Spec(dir.path()));
+  auto b = MustCreate(Spec(dir.path()));
+  auto d = Pattern(75, 2000);
+  ASSERT_TRUE(StoreSync(b.get(), {Key(75)}, {ViewOf(d)}).ok);
+  // a sees no event until it drains: delete and store again in b first.
+  ASSERT_EQ(b->Delete(std::vector<ObjectKey>{Key(75)}).value(), 1u);
+  ASSERT_TRUE(StoreSync(b.get(), {Key(75)}, {ViewOf(d)}).ok);
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(75)})), "1");
+  a->SubmitUnlock(std::vector<ObjectKey>{Key(75)});
+  EXPECT_EQ(a->Usage().objects, 1u);
+  // Replaced (rename over it) after a indexed it: a delete-less replacement keeps one entry.
+  WriteLikeLMCache(dir.path(), Key(75), d);
+  EXPECT_EQ(a->Usage().objects, 1u);
+  std::vector<uint8_t> out(2000);
+  EXPECT_EQ(Bits(LoadSync(a.get(), {Key(75)}, {ViewOf(out)})), "1");
+}
+
+TEST(FsMissDetection, HalfWrittenFileIsNotAHitUntilClosed) {
+  TempDir dir;
+  auto a = MustCreate(Spec(dir.path()));
+  auto d = Pattern(80, 8192);
+  const std::string path = dir.path() + "/" + Key(80).ToString() + ".data";
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, d.data(), 4096), 4096);
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(80)})), "0");
+  EXPECT_EQ(a->Usage().objects, 0u);
+  ASSERT_EQ(write(fd, d.data() + 4096, 4096), 4096);
+  ASSERT_EQ(close(fd), 0);
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(80)})), "1");
+  a->SubmitUnlock(std::vector<ObjectKey>{Key(80)});
+  std::vector<uint8_t> out(8192);
+  EXPECT_EQ(Bits(LoadSync(a.get(), {Key(80)}, {ViewOf(out)})), "1");
+  EXPECT_TRUE(out == d);
+  // For contrast: probing (probe_misses true) takes any file it finds.
+  auto p = MustCreate(Spec(dir.path(), R"("probe_misses":true)"));
+  const std::string path2 = dir.path() + "/" + Key(81).ToString() + ".data";
+  const int fd2 = open(path2.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  ASSERT_GE(fd2, 0);
+  EXPECT_EQ(Bits(LookupSync(p.get(), {Key(81)})), "1");
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(81)})), "0");
+  close(fd2);
+}
+
+TEST(FsMissDetection, HardLinkOfAFinishedFileIsFound) {
+  // Where RENAME_NOREPLACE is missing our writers link() the finished temp
+  // file into place: only IN_CREATE names it; its xattr says it is complete.
+  TempDir dir;
+  auto a = MustCreate(Spec(dir.path()));
+  auto d = Pattern(82, 6000);
+  const std::string tmp = dir.path() + "/.lmcache-test.tmp";
+  WriteFile(tmp, d);
+  char v[80];
+  std::snprintf(v, sizeof(v), "xxh64:%016" PRIx64 ":6000", internal::Xxh64Digest(d.data(), d.size()));
+  ASSERT_EQ(setxattr(tmp.c_str(), "user.lmcache.xxh64", v, std::strlen(v), 0), 0);
+  const std::string path = dir.path() + "/" + Key(82).ToString() + ".data";
+  // Drain the temp file's events first, so the link's IN_CREATE is alone.
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(82)})), "0");
+  ASSERT_EQ(link(tmp.c_str(), path.c_str()), 0);
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(82)})), "1");
+  a->SubmitUnlock(std::vector<ObjectKey>{Key(82)});
+  ASSERT_EQ(unlink(tmp.c_str()), 0);
+  std::vector<uint8_t> out(6000);
+  EXPECT_EQ(Bits(LoadSync(a.get(), {Key(82)}, {ViewOf(out)})), "1");
+  EXPECT_EQ(a->ReportStatus().counters.unverified_loads, 0u);  // verified with the xattr
+}
+
+uint64_t MaxQueuedEvents() {
+  std::ifstream f("/proc/sys/fs/inotify/max_queued_events");
+  uint64_t n = 0;
+  f >> n;
+  return n;
+}
+
+TEST(FsMissDetection, QueueOverflowProbesUntilARescanRebuiltTheIndex) {
+  const uint64_t max_queued = MaxQueuedEvents();
+  if (max_queued == 0 || max_queued > 200000) {
+    GTEST_SKIP() << "fs.inotify.max_queued_events = " << max_queued;
+  }
+  TempDir dir;
+  auto a = MustCreate(Spec(dir.path()));
+  auto d = Pattern(90, 1000);
+  ASSERT_TRUE(StoreSync(a.get(), {Key(90)}, {ViewOf(d)}).ok);
+  // Fill the kernel queue: each open for writing and close of an existing
+  // file is one IN_CLOSE_WRITE; alternating two names keeps the kernel from
+  // merging them (identical consecutive events are coalesced).
+  const std::string junk[2] = {dir.path() + "/junk-0", dir.path() + "/junk-1"};
+  for (uint64_t i = 0; i < max_queued + 64; ++i) {
+    const int fd = open(junk[i % 2].c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    close(fd);
+  }
+  // These events are lost: a file appears, an indexed one goes.
+  WriteLikeLMCache(dir.path(), Key(91), d);
+  ASSERT_TRUE(fs::remove(dir.path() + "/" + Key(90).ToString() + ".data"));
+  // The miss is probed while the rescan is due.
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(91)})), "1");
+  a->SubmitUnlock(std::vector<ObjectKey>{Key(91)});
+  L2Status s = a->ReportStatus();
+  EXPECT_GE(DetailU64(s, "inotify_overflows"), 1u);
+  // The rescan (on a worker) drops the deleted file and returns to inotify.
+  for (int i = 0; i < 2000 && DetailU64(s = a->ReportStatus(), "rescans") == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_GE(DetailU64(s, "rescans"), 1u);
+  EXPECT_EQ(Detail(s, "miss_detection"), "inotify") << Detail(s, "miss_detection_reason");
+  EXPECT_EQ(a->Usage().objects, 1u);
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(90), Key(91)})), "01");
+  a->SubmitUnlock(std::vector<ObjectKey>{Key(91)});
+  // Exact again: a new file is found from its event.
+  const uint64_t indexed = DetailU64(a->ReportStatus(), "inotify_indexed");
+  WriteLikeLMCache(dir.path(), Key(92), d);
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(92)})), "1");
+  EXPECT_EQ(DetailU64(a->ReportStatus(), "inotify_indexed"), indexed + 1);
+}
+
+TEST(FsMissDetection, AMovedBaseDirectoryFallsBackToProbing) {
+  TempDir dir;
+  const std::string sub = dir.path() + "/l2", moved = dir.path() + "/l2-moved";
+  auto a = MustCreate(Spec(sub));
+  auto d = Pattern(95, 1000);
+  ASSERT_EQ(rename(sub.c_str(), moved.c_str()), 0);
+  const L2Status s = a->ReportStatus();
+  EXPECT_EQ(Detail(s, "miss_detection"), "probe");
+  EXPECT_NE(Detail(s, "miss_detection_reason").find("moved"), std::string::npos) << Detail(s, "miss_detection_reason");
+  // Our directory fd still names the moved directory: probes find files there.
+  WriteFile(moved + "/" + Key(95).ToString() + ".data", d);
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(95), Key(96)})), "10");
+}
+
+TEST(FsMissDetection, ConcurrentLookupsStoresAndDeletesAcrossTwoAdapters) {
+  TempDir dir;
+  auto a = MustCreate(Spec(dir.path(), R"("num_workers":2)"));
+  auto b = MustCreate(Spec(dir.path(), R"("num_workers":2)"));
+  auto d = Pattern(100, 4096);
+  constexpr int kKeys = 64;
+  std::atomic<bool> stop{false};
+  std::thread looker([&] {
+    std::vector<ObjectKey> keys;
+    for (int i = 0; i < kKeys; ++i) keys.push_back(Key(1000 + i));
+    while (!stop.load()) {
+      const L2Bitmap bits = LookupSync(a.get(), keys);
+      std::vector<ObjectKey> locked;
+      for (size_t i = 0; i < bits.size(); ++i) {
+        if (bits[i]) locked.push_back(keys[i]);
+      }
+      a->SubmitUnlock(locked);
+      (void)a->Usage();
+    }
+  });
+  bool ok = true;  // no ASSERT while the looker runs
+  for (int i = 0; i < kKeys; ++i) {
+    ok = ok && StoreSync(b.get(), {Key(1000 + i)}, {ViewOf(d)}).ok;
+    if (i % 4 == 3) {
+      auto removed = b->Delete(std::vector<ObjectKey>{Key(1000 + i - 1)});
+      ok = ok && removed.ok() && removed.value() == 1u;
+    }
+  }
+  stop.store(true);
+  looker.join();
+  ASSERT_TRUE(ok);
+  std::vector<ObjectKey> keys;
+  std::string want;
+  for (int i = 0; i < kKeys; ++i) {
+    keys.push_back(Key(1000 + i));
+    want += i % 4 == 2 ? '0' : '1';
+  }
+  EXPECT_EQ(Bits(LookupSync(a.get(), keys)), want);
+  EXPECT_EQ(a->Usage().objects, static_cast<uint64_t>(kKeys - kKeys / 4));
 }
 
 }  // namespace

@@ -21,12 +21,30 @@
 // Index: start-up scans the directory (file names parse back into keys) and
 // rebuilds an in-memory index (size, checksum, inode, mtime), oldest mtime
 // first in LRU order. Lookup-and-lock answers hits from the index without a
-// syscall; misses are probed with one fstatat each (probe_misses, default
-// on) so files written by other processes sharing the directory are found.
+// syscall. Files that other processes sharing the directory write or delete
+// (another server, LMCache 0.5.6) are found by one of (probe_misses):
+//  * "auto" (default): an inotify watch on base_path when the filesystem is
+//    local (inotify does not see other hosts' writes on NFS, SMB, FUSE, Ceph,
+//    Lustre, ...), else "true". The kernel queues an event before rename() /
+//    unlink() / close() return, so a lookup with misses first drains the
+//    queue (non-blocking reads, one mutex) and then answers from the index:
+//    a data file that was renamed in (IN_MOVED_TO) or closed after writing
+//    (IN_CLOSE_WRITE) is indexed after the checks of the start-up scan; one
+//    that was created (IN_CREATE) only when its checksum xattr already covers
+//    its whole size (a hard link of a finished file), so a half-written file
+//    is never a hit; a deleted or moved-away one is dropped (after an fstatat
+//    says the name is gone or names another inode: events can be stale). On
+//    IN_Q_OVERFLOW misses are probed as with "true" until a rescan of the
+//    directory on a worker has rebuilt the index; if the watch itself goes
+//    (base_path deleted or moved) misses are probed from then on.
+//  * true: every miss is probed with one fstatat on the workers.
+//  * false: the index only (files other processes write are found at restart).
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -39,12 +57,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <random>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -89,9 +109,42 @@ struct FsOptions {
   bool use_odirect = false;
   uint64_t read_ahead_size = 0;
   uint64_t capacity_bytes = 0;
-  std::string checksum = "auto";  // auto, xattr, sidecar, off
-  bool probe_misses = true;
+  std::string checksum = "auto";      // auto, xattr, sidecar, off
+  std::string probe_misses = "auto";  // auto, true, false (see the file comment)
 };
+
+// How lookup misses are checked against files other processes wrote.
+enum class MissMode { kInotify, kProbe, kOff };
+
+const char* MissModeName(MissMode m) {
+  switch (m) {
+    case MissMode::kInotify: return "inotify";
+    case MissMode::kProbe: return "probe";
+    case MissMode::kOff: return "off";
+  }
+  return "?";
+}
+
+// Filesystems whose files other hosts change without this kernel seeing it
+// (inotify reports only local changes there). statfs f_type magic numbers.
+const char* RemoteFsName(int64_t f_type) {
+  struct Fs {
+    uint32_t magic;
+    const char* name;
+  };
+  static constexpr Fs kRemote[] = {
+      {0x6969, "nfs"},         {0x517B, "smb"},        {0xFF534D42, "cifs"},    {0xFE534D42, "smb2"},
+      {0x65735546, "fuse"},    {0x00C36400, "ceph"},   {0x0BD00BD0, "lustre"},  {0x47504653, "gpfs"},
+      {0x01021997, "9p"},      {0x5346414F, "afs"},    {0x6B414653, "kafs"},    {0x73757245, "coda"},
+      {0x564C, "ncp"},         {0x7461636F, "ocfs2"},  {0x01161970, "gfs2"},    {0x19830326, "beegfs"},
+      {0x20030528, "orangefs"}, {0xAAD7AAEA, "panfs"}, {0x786F4256, "vboxsf"},
+  };
+  const auto t = static_cast<uint32_t>(f_type);
+  for (const Fs& fs : kRemote) {
+    if (fs.magic == t) return fs.name;
+  }
+  return nullptr;
+}
 
 // What the index keeps per file.
 struct FsMeta {
@@ -344,6 +397,8 @@ class FsAdapter final : public L2Adapter {
     LMCACHE_RETURN_IF_ERROR(ValidateBatch(keys, objects, "SubmitStore"));
     if (closed_.load()) return ClosedStatus(opts_.type);
     Bump(counters_.store_tasks);
+    // A key another process deleted must not be skipped as present.
+    DrainEvents();
     auto batch = NewBatch(Kind::kStore, keys, objects);
     DispatchKeys(batch, &FsAdapter::StoreOne);
     return batch->id;
@@ -358,15 +413,43 @@ class FsAdapter final : public L2Adapter {
     Bump(counters_.lookup_tasks);
     auto batch = NewBatch(Kind::kLookup, keys, {});
     L2Bitmap bits(keys.size(), false);
-    const size_t hits = index_->LookupAndLock(keys, &bits);
-    if (hits == keys.size() || !opts_.probe_misses) {
-      Bump(counters_.lookup_hits, hits);  // misses are counted by Publish
+    // Files indexed from events (or a rescan) so far: if that moves while we
+    // drain, the misses are asked again.
+    const uint64_t indexed_before = watch_->indexed.load(std::memory_order_acquire);
+    size_t hits = index_->LookupAndLock(keys, &bits);
+    Bump(counters_.lookup_hits, hits);  // misses are counted by Publish
+    if (hits < keys.size() && miss_mode_ == MissMode::kInotify) {
+      // Misses may be files another process wrote: apply what the kernel
+      // queued up to now, then ask the index again for the misses.
+      bool exact = false;
+      DrainEvents(&exact);
+      if (exact) {
+        if (watch_->indexed.load(std::memory_order_acquire) != indexed_before) {
+          std::vector<ObjectKey> missed;
+          std::vector<size_t> at;
+          for (size_t i = 0; i < keys.size(); ++i) {
+            if (!bits[i]) {
+              missed.push_back(keys[i]);
+              at.push_back(i);
+            }
+          }
+          L2Bitmap again(missed.size(), false);
+          const size_t found = index_->LookupAndLock(missed, &again);
+          for (size_t j = 0; j < missed.size(); ++j) bits[at[j]] = again[j];
+          hits += found;
+          Bump(counters_.lookup_hits, found);
+        }
+        FinishInline(batch, std::move(bits));
+        return batch->id;
+      }
+      // Events were lost (queue overflow) or the watch is gone: probe.
+    }
+    if (hits == keys.size() || miss_mode_ == MissMode::kOff) {
       FinishInline(batch, std::move(bits));
       return batch->id;
     }
     // Misses may be files another process wrote: probe them (one fstatat
     // each) on the workers, spread like the keys of a load.
-    Bump(counters_.lookup_hits, hits);
     batch->probe.reserve(keys.size() - hits);
     for (size_t i = 0; i < keys.size(); ++i) {
       batch->ok[i] = bits[i] ? 1 : 0;
@@ -426,11 +509,18 @@ class FsAdapter final : public L2Adapter {
     return removed;
   }
 
-  Result<L2KeyPage> List(const L2ListRequest& request) const override { return index_->List(request); }
+  Result<L2KeyPage> List(const L2ListRequest& request) const override {
+    DrainEvents();
+    return index_->List(request);
+  }
 
-  L2Usage Usage() const override { return index_->Usage(); }
+  L2Usage Usage() const override {
+    DrainEvents();
+    return index_->Usage();
+  }
 
   L2Status ReportStatus() const override {
+    DrainEvents();
     L2Status s;
     s.type = opts_.type;
     s.counters = counters_.Snapshot();
@@ -459,6 +549,27 @@ class FsAdapter final : public L2Adapter {
     d.emplace_back("locked_objects", std::to_string(index_->locked_objects()));
     d.emplace_back("scanned_files", std::to_string(scanned_files_));
     d.emplace_back("ignored_files", std::to_string(ignored_files_));
+    d.emplace_back("probe_misses", opts_.probe_misses);
+    // The mode now: inotify falls back to probing while a rescan is due.
+    const bool exact = miss_mode_ != MissMode::kInotify || watch_->exact.load(std::memory_order_acquire);
+    d.emplace_back("miss_detection", MissModeName(exact ? miss_mode_ : MissMode::kProbe));
+    std::string why = miss_reason_;
+    if (miss_mode_ == MissMode::kInotify) {
+      MutexLock lock(&watch_->mu);
+      if (!watch_->broken_reason.empty()) {
+        why = watch_->broken_reason;
+      } else if (!exact) {
+        why = "inotify queue overflowed; probing until the rescan of base_path completes";
+      }
+    }
+    d.emplace_back("miss_detection_reason", why);
+    if (miss_mode_ == MissMode::kInotify) {
+      d.emplace_back("inotify_events", std::to_string(watch_->events.load()));
+      d.emplace_back("inotify_indexed", std::to_string(watch_->indexed.load()));
+      d.emplace_back("inotify_dropped", std::to_string(watch_->dropped.load()));
+      d.emplace_back("inotify_overflows", std::to_string(watch_->overflows.load()));
+      d.emplace_back("rescans", std::to_string(watch_->rescans.load()));
+    }
     return s;
   }
 
@@ -556,6 +667,9 @@ class FsAdapter final : public L2Adapter {
   }
 
   void Publish(Batch& b) {
+    // Our own stores queue events too (temp file, rename): drain them here
+    // so a workload without lookup misses does not overflow the queue.
+    if (b.kind == Kind::kStore) DrainEvents();
     if (b.kind == Kind::kLookup) {
       if (b.cancelled.load()) {  // Close cancelled a probe: fail the whole task, release its locks
         std::vector<ObjectKey> locked;
@@ -659,6 +773,7 @@ class FsAdapter final : public L2Adapter {
     }
     if (mode_ == ChecksumMode::kSidecar) LMCACHE_RETURN_IF_ERROR(sidecar_.Open(base_fd_.get(), opts_.base_path));
 
+    SetUpMissDetection();
     LMCACHE_RETURN_IF_ERROR(Scan());
 
     bounce_.resize(static_cast<size_t>(opts_.num_workers));
@@ -798,12 +913,237 @@ class FsAdapter final : public L2Adapter {
   bool Probe(const ObjectKey& key) {
     std::string name;
     if (!FileName(key, &name)) return false;
+    if (miss_mode_ != MissMode::kInotify) return IndexFromDisk(key, name, false) != IndexResult::kAbsent;
+    // Serialized with the event drain: a file we stat here and index below
+    // may be deleted meanwhile, and the drain must see our entry to drop it.
+    MutexLock lock(&watch_->mu);
+    return IndexFromDisk(key, name, false) != IndexResult::kAbsent;
+  }
+
+  enum class IndexResult { kAbsent, kAlreadyIndexed, kIndexed };
+
+  // The checks of the start-up scan for one data file `name` of `key`: a
+  // regular file (not followed through a symlink), its size, its checksum
+  // xattr. With `only_if_complete` (a name that was just created, maybe
+  // still being written) it is indexed only if a checksum xattr covers its
+  // whole size, which our writers set after the last byte.
+  IndexResult IndexFromDisk(const ObjectKey& key, const std::string& name, bool only_if_complete) const {
+    if (index_->Contains(key)) return IndexResult::kAlreadyIndexed;
     struct stat st;
-    if (fstatat(base_fd_.get(), name.c_str(), &st, 0) != 0 || !S_ISREG(st.st_mode)) return false;
+    if (fstatat(base_fd_.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+      return IndexResult::kAbsent;
+    }
     FsMeta meta = MetaFromStat(st);
     if (mode_ == ChecksumMode::kXattr) ReadXattrByPath(opts_.base_path + "/" + name, &meta);
-    index_->Insert(key, static_cast<uint64_t>(st.st_size), meta, 0);
-    return true;
+    if (only_if_complete && !(meta.has_checksum && meta.recorded_size == static_cast<uint64_t>(st.st_size))) {
+      return IndexResult::kAbsent;
+    }
+    const bool inserted = index_->Insert(key, static_cast<uint64_t>(st.st_size), meta, 0);
+    return inserted ? IndexResult::kIndexed : IndexResult::kAlreadyIndexed;
+  }
+
+  // ---- other writers: the inotify watch ----
+
+  // The key of a data file name ("<stem>.data"); false for other names.
+  static bool DataNameToKey(std::string_view name, ObjectKey* key) {
+    if (name.size() <= kDataSuffix.size() || name.substr(name.size() - kDataSuffix.size()) != kDataSuffix) {
+      return false;
+    }
+    return ParseObjectKey(name.substr(0, name.size() - kDataSuffix.size()), key);
+  }
+
+  // Read every queued event and apply it to the index (newly indexed files
+  // are counted in watch_->indexed, as are a rescan's). *exact (if given) says whether the index
+  // reflected every event when the drain ended (false after an overflow,
+  // until a rescan completed, and when the watch is gone). Logically const:
+  // it brings the index up to what the directory already holds.
+  void DrainEvents(bool* exact = nullptr) const {
+    if (exact != nullptr) *exact = false;
+    if (miss_mode_ != MissMode::kInotify) return;
+    MutexLock lock(&watch_->mu);
+    alignas(struct inotify_event) char buf[16384];  // >= sizeof(inotify_event) + NAME_MAX + 1
+    for (;;) {
+      const ssize_t n = read(watch_->fd.get(), buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno != EAGAIN) BreakWatchLocked(std::string("inotify read failed: ") + std::strerror(errno));
+      if (n <= 0) break;
+      for (ssize_t off = 0; off < n;) {
+        const auto* ev = reinterpret_cast<const struct inotify_event*>(buf + off);
+        off += static_cast<ssize_t>(sizeof(struct inotify_event) + ev->len);
+        ApplyEventLocked(*ev);
+      }
+    }
+    // Read under the mutex: a rescan that completes after this drain may
+    // have indexed files our caller did not see in `indexed`.
+    if (exact != nullptr) *exact = watch_->exact.load(std::memory_order_acquire);
+  }
+
+  void ApplyEventLocked(const struct inotify_event& ev) const REQUIRES(watch_->mu) {
+    watch_->events.fetch_add(1, std::memory_order_relaxed);
+    if (ev.mask & IN_Q_OVERFLOW) {
+      OverflowLocked();
+      return;
+    }
+    if (ev.mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT)) {
+      BreakWatchLocked(ev.mask & IN_MOVE_SELF ? "base_path was moved; probing misses"
+                                              : "base_path was removed or unmounted; probing misses");
+      return;
+    }
+    if ((ev.mask & IN_ISDIR) || ev.len == 0) return;
+    const std::string name(ev.name, strnlen(ev.name, ev.len));
+    ObjectKey key;
+    if (!DataNameToKey(name, &key)) return;  // temp files, the sidecar, foreign names
+    if (ev.mask & (IN_DELETE | IN_MOVED_FROM)) {
+      DropIfGoneLocked(key, name);
+      return;
+    }
+    const bool created_only = (ev.mask & (IN_MOVED_TO | IN_CLOSE_WRITE)) == 0;  // IN_CREATE
+    if (IndexFromDisk(key, name, created_only) != IndexResult::kIndexed) return;
+    watch_->indexed.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // `name` was deleted or moved away. Events can be stale (the name was
+  // stored again since): drop the entry only if the name is gone, and take
+  // the file as it is now if the name points at another inode.
+  void DropIfGoneLocked(const ObjectKey& key, const std::string& name) const REQUIRES(watch_->mu) {
+    auto cached = index_->Get(key);
+    if (!cached) return;
+    struct stat st;
+    if (fstatat(base_fd_.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        static_cast<uint64_t>(st.st_ino) == cached->second.ino) {
+      return;
+    }
+    // Delete and the load path drop a locked entry too: a lock protects from
+    // our eviction, it cannot keep another process's file on disk.
+    index_->Remove(key);
+    watch_->dropped.fetch_add(1, std::memory_order_relaxed);
+    IndexFromDisk(key, name, false);  // replaced by another file
+  }
+
+  // The kernel dropped events: the index may miss files or keep deleted
+  // ones. Probe misses until a rescan (on a worker) has reconciled it.
+  void OverflowLocked() const REQUIRES(watch_->mu) {
+    watch_->overflows.fetch_add(1, std::memory_order_relaxed);
+    ++watch_->overflow_gen;
+    watch_->exact.store(false, std::memory_order_release);
+    if (watch_->rescan_queued || !watch_->broken_reason.empty()) return;
+    watch_->rescan_queued = true;
+    if (!pool_.Submit([this](int worker) { Rescan(worker); })) watch_->rescan_queued = false;  // closed
+  }
+
+  void BreakWatchLocked(const std::string& why) const REQUIRES(watch_->mu) {
+    if (!watch_->broken_reason.empty()) return;
+    watch_->broken_reason = why;
+    watch_->exact.store(false, std::memory_order_release);
+  }
+
+  // Reconcile the index with a listing of base_path after lost events.
+  // Each file's check and index update run under the watch mutex, like
+  // the drain, so a deletion the drain applies in between is not undone.
+  void Rescan(int worker) const {
+    uint64_t gen = 0;
+    {
+      MutexLock lock(&watch_->mu);
+      gen = watch_->overflow_gen;
+      if (worker < 0) {  // cancelled by Close
+        watch_->rescan_queued = false;
+        return;
+      }
+    }
+    std::unordered_set<std::string> present;
+    int dfd = openat(base_fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR* dir = dfd >= 0 ? fdopendir(dfd) : nullptr;
+    if (dir == nullptr) {
+      if (dfd >= 0) close(dfd);
+      MutexLock lock(&watch_->mu);
+      watch_->rescan_queued = false;
+      BreakWatchLocked(std::string("cannot list base_path for a rescan: ") + std::strerror(errno));
+      return;
+    }
+    std::vector<std::pair<ObjectKey, std::string>> files;
+    while (struct dirent* de = readdir(dir)) {
+      ObjectKey key;
+      std::string canonical;
+      if (de->d_type == DT_DIR || !DataNameToKey(de->d_name, &key) || !FileName(key, &canonical)) continue;
+      present.insert(std::move(canonical));  // as FileName spells it (the hex may be upper case on disk)
+      files.emplace_back(std::move(key), de->d_name);
+    }
+    closedir(dir);
+    for (const auto& [key, name] : files) {
+      MutexLock lock(&watch_->mu);
+      if (IndexFromDisk(key, name, false) == IndexResult::kIndexed) {
+        watch_->indexed.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    // Indexed keys whose file was not listed: gone, unless written since.
+    L2ListRequest all;
+    all.page_size = std::numeric_limits<size_t>::max();
+    auto page = index_->List(all);
+    if (page.ok()) {
+      for (const L2KeyInfo& info : page.value().keys) {
+        std::string name;
+        if (!FileName(info.key, &name) || present.count(name) != 0) continue;
+        MutexLock lock(&watch_->mu);
+        DropIfGoneLocked(info.key, name);
+      }
+    }
+    MutexLock lock(&watch_->mu);
+    watch_->rescans.fetch_add(1, std::memory_order_relaxed);
+    watch_->rescan_queued = false;
+    if (!watch_->broken_reason.empty()) return;
+    if (watch_->overflow_gen == gen) {
+      watch_->exact.store(true, std::memory_order_release);
+    } else {  // overflowed again meanwhile: once more
+      watch_->rescan_queued = true;
+      if (!pool_.Submit([this](int wk) { Rescan(wk); })) watch_->rescan_queued = false;
+    }
+  }
+
+  // Choose the miss detection of probe_misses and set up the watch. Before
+  // the start-up scan, so that no file written during the scan is missed.
+  void SetUpMissDetection() {
+    watch_ = std::make_unique<DirWatch>();
+    if (opts_.probe_misses == "false") {
+      miss_mode_ = MissMode::kOff;
+      miss_reason_ = "probe_misses: false (index only)";
+      return;
+    }
+    miss_mode_ = MissMode::kProbe;
+    if (opts_.probe_misses == "true") {
+      miss_reason_ = "probe_misses: true";
+      return;
+    }
+    struct statfs sfs;
+    if (fstatfs(base_fd_.get(), &sfs) != 0) {
+      miss_reason_ = std::string("statfs failed: ") + std::strerror(errno);
+      return;
+    }
+    if (const char* remote = RemoteFsName(static_cast<int64_t>(sfs.f_type))) {
+      miss_reason_ = std::string("base_path is on ") + remote + ": inotify does not see other hosts' writes";
+      return;
+    }
+    Fd fd(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    if (!fd.valid()) {
+      miss_reason_ = std::string("inotify unavailable: ") + std::strerror(errno);
+      return;
+    }
+    constexpr uint32_t kMask = IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF |
+                               IN_MOVE_SELF | IN_ONLYDIR | IN_EXCL_UNLINK;
+    if (inotify_add_watch(fd.get(), opts_.base_path.c_str(), kMask) < 0) {
+      miss_reason_ = std::string("inotify watch failed: ") + std::strerror(errno);
+      return;
+    }
+    // The path must still name the directory we opened.
+    struct stat by_path, by_fd;
+    if (stat(opts_.base_path.c_str(), &by_path) != 0 || fstat(base_fd_.get(), &by_fd) != 0 ||
+        by_path.st_ino != by_fd.st_ino || by_path.st_dev != by_fd.st_dev) {
+      miss_reason_ = "base_path changed while it was opened";
+      return;
+    }
+    watch_->fd = std::move(fd);
+    watch_->exact.store(true, std::memory_order_release);
+    miss_mode_ = MissMode::kInotify;
+    miss_reason_ = "local filesystem";
   }
 
   // ---- store ----
@@ -858,7 +1198,10 @@ class FsAdapter final : public L2Adapter {
     }
     victims.clear();
     if (!index_->Insert(key, view.size, meta, view.size, &victims)) {
-      // Probed in by a concurrent lookup after our rename: same file, already indexed.
+      // Indexed after our rename by a concurrent probe or event drain: the
+      // same file, but without the checksum if it lives in the sidecar.
+      auto cur = index_->Get(key);
+      if (cur && cur->second.ino == meta.ino && !cur->second.has_checksum) index_->SetPayload(key, meta);
     }
     FreeVictims(victims);
     bytes->fetch_add(view.size);
@@ -1103,7 +1446,23 @@ class FsAdapter final : public L2Adapter {
   mutable L2AtomicCounters counters_;
   std::atomic<uint64_t> pending_{0};
   std::atomic<bool> closed_{false};
-  WorkerPool pool_;  // last: joined first
+
+  // The inotify watch (miss_mode_ kInotify). Held by pointer: const paths
+  // (Usage, List, ReportStatus) drain it too.
+  struct DirWatch {
+    Fd fd;                    // fixed after Open; non-blocking
+    Mutex mu;                 // one drainer at a time; events are applied under it
+    std::atomic<bool> exact{false};  // no event lost since the last rescan, watch alive
+    uint64_t overflow_gen GUARDED_BY(mu) = 0;
+    bool rescan_queued GUARDED_BY(mu) = false;
+    std::string broken_reason GUARDED_BY(mu);  // non-empty: the watch is gone for good
+    std::atomic<uint64_t> events{0}, indexed{0}, dropped{0}, overflows{0}, rescans{0};
+  };
+  MissMode miss_mode_ = MissMode::kProbe;  // fixed after Open
+  std::string miss_reason_;                // fixed after Open
+  std::unique_ptr<DirWatch> watch_;        // set in Open, never null afterwards
+
+  mutable WorkerPool pool_;  // last: joined first. Mutable: a const drain may queue a rescan
 };
 
 }  // namespace
@@ -1120,7 +1479,16 @@ Result<std::unique_ptr<L2Adapter>> CreateFsAdapter(const L2CommonConfig& common,
   const double gb = f.Number("max_capacity_gb", 0, 0, 1e9);
   o.capacity_bytes = static_cast<uint64_t>(gb * static_cast<double>(1ull << 30));
   o.checksum = f.Choice("checksum", "auto", {"auto", "xattr", "sidecar", "off"});
-  o.probe_misses = f.Bool("probe_misses", true);
+  // "auto" | true | false (the bools of earlier versions stay valid).
+  if (const nlohmann::json* v = f.Value("probe_misses")) {
+    if (v->is_boolean()) {
+      o.probe_misses = v->get<bool>() ? "true" : "false";
+    } else if (v->is_string() && v->get_ref<const std::string&>() == "auto") {
+      o.probe_misses = "auto";
+    } else {
+      f.Fail("probe_misses", "must be \"auto\", true or false, got " + Brief(*v));
+    }
+  }
   if (!o.relative_tmp_dir.empty()) {
     const std::filesystem::path p(o.relative_tmp_dir);
     bool bad = p.is_absolute();
