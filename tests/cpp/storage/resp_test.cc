@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -23,6 +24,7 @@
 
 #include "storage/l2_conformance.h"
 #include "storage/l2_test_util.h"
+#include "util/xxhash64.h"
 
 namespace lmcache {
 namespace {
@@ -627,6 +629,200 @@ TEST(RespShared, ConcurrentWritersOfTheSameKeysAgree) {
     EXPECT_TRUE(oa[i] == da[i] || oa[i] == db[i]) << i;
   }
   EXPECT_EQ(a->ReportStatus().counters.corrupt_objects + b->ReportStatus().counters.corrupt_objects, 0u);
+}
+
+// ---- the store path: MSETNX of value and checksum, and its corner cases ----
+
+std::string DataName(const std::string& prefix, const ObjectKey& key) {
+  const std::string salt = key.cache_salt.empty() ? "" : "@" + key.cache_salt.str();
+  return prefix + "test/model@01000100@0@" + key.ChunkHashHex() + salt;
+}
+
+// "xxh64:<16 hex>:<size>" of `d`, the tag-less prefix of what we write.
+std::string SumPrefix(const std::vector<uint8_t>& d) {
+  char buf[64];
+  const auto hash = static_cast<unsigned long long>(internal::Xxh64Digest(d.data(), d.size()));
+  std::snprintf(buf, sizeof(buf), "xxh64:%016llx:%zu", hash, d.size());
+  return buf;
+}
+
+TEST(RespStore, ValueWrittenByLMCacheGetsNoChecksumBesideIt) {
+  if (!g_server) GTEST_SKIP();
+  const std::string prefix = UniquePrefix();
+  auto a = Open(Spec(g_server->port(), prefix));
+  ASSERT_NE(a, nullptr);
+  auto theirs = Pattern(21, 6000), ours = Pattern(22, 6000);
+  RawClient raw(g_server->port());
+  const std::string name = DataName(prefix, Key(21));
+  raw.Cmd({"SET", name, std::string(theirs.begin(), theirs.end())});  // LMCache: no checksum key
+  const L2StoreResult r = StoreSync(a.get(), {Key(21)}, {ViewOf(ours)});
+  EXPECT_EQ(Bits(r.stored), "1");  // present: first writer wins
+  EXPECT_EQ(r.bytes_written, 0u);
+  EXPECT_EQ(a->ReportStatus().counters.store_skipped, 1u);
+  EXPECT_EQ(raw.Cmd({"EXISTS", name + "#xxh64"}).integer, 0);  // nothing attached to their bytes
+  EXPECT_TRUE(raw.Cmd({"GET", name}).str == std::string(theirs.begin(), theirs.end()));
+  std::vector<uint8_t> out(6000), wrong(6001);
+  EXPECT_EQ(Bits(LoadSync(a.get(), {Key(21), Key(21)}, {ViewOf(out), ViewOf(wrong)})), "10");
+  EXPECT_TRUE(out == theirs);
+  const L2Counters c = a->ReportStatus().counters;
+  EXPECT_EQ(c.unverified_loads, 1u);
+  EXPECT_EQ(c.size_mismatches, 1u);
+  EXPECT_EQ(c.corrupt_objects, 0u);
+  EXPECT_EQ(a->Usage().total_bytes, 6000u);
+}
+
+TEST(RespStore, StaleChecksumWithoutValueIsRepaired) {
+  if (!g_server) GTEST_SKIP();
+  const std::string prefix = UniquePrefix();
+  auto a = Open(Spec(g_server->port(), prefix));
+  ASSERT_NE(a, nullptr);
+  auto old = Pattern(31, 5000), d = Pattern(32, 7000);
+  RawClient raw(g_server->port());
+  const std::string name = DataName(prefix, Key(31));
+  // The checksum of an object Redis evicted (allkeys-lru takes keys one by one).
+  raw.Cmd({"SET", name + "#xxh64", SumPrefix(old) + ":00000000000000aa"});
+  const L2StoreResult r = StoreSync(a.get(), {Key(31)}, {ViewOf(d)});
+  EXPECT_TRUE(r.ok);
+  EXPECT_EQ(r.bytes_written, 7000u);
+  EXPECT_EQ(a->ReportStatus().counters.stored_objects, 1u);
+  EXPECT_TRUE(raw.Cmd({"GET", name}).str == std::string(d.begin(), d.end()));
+  const RawReply sum = raw.Cmd({"GET", name + "#xxh64"});
+  EXPECT_EQ(sum.str.rfind(SumPrefix(d) + ":", 0), 0u) << sum.str;
+  std::vector<uint8_t> out(7000);
+  EXPECT_EQ(Bits(LoadSync(a.get(), {Key(31)}, {ViewOf(out)})), "1");
+  EXPECT_TRUE(out == d);
+  const L2Counters c = a->ReportStatus().counters;
+  EXPECT_EQ(c.unverified_loads, 0u);  // verified against the new checksum
+  EXPECT_EQ(c.corrupt_objects, 0u);
+}
+
+TEST(RespStore, EveryWriteHasItsOwnChecksumTag) {
+  // A reader that saw a corrupt object deletes it only while the checksum is
+  // the one it saw: a later write of the same bytes must not match it.
+  if (!g_server) GTEST_SKIP();
+  const std::string prefix = UniquePrefix();
+  auto a = Open(Spec(g_server->port(), prefix));
+  auto b = Open(Spec(g_server->port(), prefix));
+  ASSERT_TRUE(a && b);
+  auto d = Pattern(41, 3000);
+  RawClient raw(g_server->port());
+  const std::string sum_name = DataName(prefix, Key(41)) + "#xxh64";
+  std::vector<std::string> seen;
+  for (L2Adapter* x : {a.get(), a.get(), b.get()}) {
+    ASSERT_TRUE(StoreSync(x, {Key(41)}, {ViewOf(d)}).ok);
+    const std::string sum = raw.Cmd({"GET", sum_name}).str;
+    EXPECT_EQ(sum.rfind(SumPrefix(d) + ":", 0), 0u) << sum;
+    for (const std::string& s : seen) EXPECT_NE(sum, s);
+    seen.push_back(sum);
+    ASSERT_EQ(x->Delete(std::vector<ObjectKey>{Key(41)}).value(), 1u);
+  }
+}
+
+TEST(RespStore, TaglessChecksumsAreAccepted) {
+  if (!g_server) GTEST_SKIP();
+  const std::string prefix = UniquePrefix();
+  auto a = Open(Spec(g_server->port(), prefix));
+  ASSERT_NE(a, nullptr);
+  auto d = Pattern(51, 4000);
+  RawClient raw(g_server->port());
+  const std::string name = DataName(prefix, Key(51));
+  raw.Cmd({"SET", name, std::string(d.begin(), d.end())});
+  raw.Cmd({"SET", name + "#xxh64", SumPrefix(d)});
+  std::vector<uint8_t> out(4000);
+  EXPECT_EQ(Bits(LoadSync(a.get(), {Key(51)}, {ViewOf(out)})), "1");
+  EXPECT_TRUE(out == d);
+  EXPECT_EQ(a->ReportStatus().counters.unverified_loads, 0u);
+  // And a wrong one is caught.
+  auto e = Pattern(52, 4000);
+  raw.Cmd({"SET", name + "#xxh64", SumPrefix(e)});
+  EXPECT_EQ(Bits(LoadSync(a.get(), {Key(51)}, {ViewOf(out)})), "0");
+  EXPECT_EQ(a->ReportStatus().counters.corrupt_objects, 1u);
+  EXPECT_EQ(raw.Cmd({"EXISTS", name}).integer, 0);
+}
+
+TEST(RespStore, ConcurrentWritersReadersAndDeletesNeverServeWrongBytes) {
+  // Two adapters store the same keys (different bytes) while a third loads
+  // them and deletes some: every load returns one writer's bytes whole, no
+  // object is ever seen as corrupt, and at the end each key holds exactly
+  // one writer's bytes with a checksum that verifies.
+  if (!g_server) GTEST_SKIP();
+  const std::string prefix = UniquePrefix();
+  auto a = Open(Spec(g_server->port(), prefix, R"("num_connections":3)"));
+  auto b = Open(Spec(g_server->port(), prefix, R"("num_connections":3)"));
+  auto c = Open(Spec(g_server->port(), prefix, R"("num_connections":2)"));
+  ASSERT_TRUE(a && b && c);
+  constexpr int kN = 24;
+  constexpr size_t kSize = 40000;
+  std::vector<ObjectKey> keys;
+  std::vector<std::vector<uint8_t>> da, db;
+  std::vector<ObjectView> va, vb;
+  for (int i = 0; i < kN; ++i) {
+    keys.push_back(Key(i));
+    da.push_back(Pattern(i, kSize));
+    db.push_back(Pattern(i + 5000, kSize));
+  }
+  for (int i = 0; i < kN; ++i) {
+    va.push_back(ViewOf(da[i]));
+    vb.push_back(ViewOf(db[i]));
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0}, loaded{0};
+  // Each writer deletes a few keys through itself first (its index then
+  // lets the store through to Redis, where the other writers race it).
+  auto writer = [&](L2Adapter* x, std::vector<ObjectView>* v, int off) {
+    for (int round = 0; round < 30; ++round) {
+      std::vector<ObjectKey> del = {keys[(round * 5 + off) % kN], keys[(round * 11 + off + 1) % kN]};
+      if (!x->Delete(del).ok()) ++bad;
+      if (!StoreSync(x, keys, *v).ok) ++bad;
+    }
+  };
+  std::thread reader([&] {
+    std::vector<std::vector<uint8_t>> out(kN, std::vector<uint8_t>(kSize));
+    std::vector<ObjectView> vo;
+    for (auto& o : out) vo.push_back(ViewOf(o));
+    for (int round = 0; !stop.load(); ++round) {
+      const L2Bitmap bits = LoadSync(c.get(), keys, vo);
+      for (int i = 0; i < kN; ++i) {
+        if (!bits[i]) continue;
+        ++loaded;
+        if (out[i] != da[i] && out[i] != db[i]) ++bad;
+      }
+      // Delete a few, so that the writers race to store them again.
+      std::vector<ObjectKey> del = {keys[round % kN], keys[(round * 7 + 3) % kN]};
+      if (!c->Delete(del).ok()) ++bad;
+    }
+  });
+  std::thread ta(writer, a.get(), &va, 0), tb(writer, b.get(), &vb, 1);
+  ta.join();
+  tb.join();
+  stop.store(true);
+  reader.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_GT(loaded.load(), 0);
+  for (L2Adapter* x : {a.get(), b.get(), c.get()}) {
+    const L2Counters k = x->ReportStatus().counters;
+    EXPECT_EQ(k.corrupt_objects, 0u);
+    EXPECT_EQ(k.unverified_loads, 0u);  // never a value without its checksum
+  }
+  // Redis itself: each key holds one writer's bytes with their checksum, or
+  // (deleted last) neither key.
+  RawClient raw(g_server->port());
+  int present = 0;
+  for (int i = 0; i < kN; ++i) {
+    const std::string name = DataName(prefix, keys[i]);
+    const RawReply v = raw.Cmd({"GET", name});
+    const RawReply s = raw.Cmd({"GET", name + "#xxh64"});
+    ASSERT_EQ(v.type, '$');
+    if (v.nil) {
+      EXPECT_TRUE(s.nil) << i;
+      continue;
+    }
+    ++present;
+    const std::vector<uint8_t> bytes(v.str.begin(), v.str.end());
+    EXPECT_TRUE(bytes == da[i] || bytes == db[i]) << i;
+    EXPECT_EQ(s.str.rfind(SumPrefix(bytes) + ":", 0), 0u) << i << " " << s.str;
+  }
+  EXPECT_GT(present, 0);
 }
 
 // ---- capacity ----
