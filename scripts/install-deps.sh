@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(cmake ninja-build g++ nlohmann-json3-dev pkg-config libhiredis-dev)
 if [ "${1:-test}" != build ]; then
-  pkgs+=(libgtest-dev libgmock-dev clang redis-server)
+  pkgs+=(libgtest-dev libgmock-dev clang redis-server libxxhash0)  # libxxhash0: reference for the XXH3 test
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -92,6 +92,7 @@ def fs_type(path: str) -> str:
 def cmd_limit(a: argparse.Namespace) -> int:
     before = cpu_ticks()
     load0 = loadavg()
+    os.sync()  # every run starts with no dirty pages of earlier runs (writeback throttling)
     proc = subprocess.run(
         [a.bench_fs, a.dir, str(KEYS), str(SIZE_KB), str(a.reps), str(a.threads)],
         capture_output=True,
@@ -159,6 +160,7 @@ def _run_one(impl: str, venv: str, spec: str, extra: list[str]) -> dict[str, Any
         output = f.name
     try:
         cmd, env = _command(impl, venv, spec, extra, output)
+        os.sync()  # as in cmd_limit
         before = cpu_ticks()
         load0 = loadavg()
         t0 = time.monotonic()

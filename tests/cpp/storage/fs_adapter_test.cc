@@ -23,6 +23,7 @@
 
 #include "lmcache/l2_adapter.h"
 #include "storage/l2_test_util.h"
+#include "util/xxh3.h"
 #include "util/xxhash64.h"
 
 namespace lmcache {
@@ -134,13 +135,14 @@ TEST(FsAdapter, WritesLMCacheNamesAndRawContent) {
   EXPECT_EQ(Files(dir.path()), (std::set<std::string>{n0, n1}));  // no temp files left
   EXPECT_TRUE(ReadFile(dir.path() + "/" + n0) == d0);
   EXPECT_TRUE(ReadFile(dir.path() + "/" + n1) == d1);
-  // The checksum lives beside the bytes, in an xattr.
+  // The checksum lives beside the bytes, in an xattr: the standard XXH3-64.
   char v[80] = {};
-  const ssize_t n = getxattr((dir.path() + "/" + n0).c_str(), "user.lmcache.xxh64", v, sizeof(v));
+  const ssize_t n = getxattr((dir.path() + "/" + n0).c_str(), "user.lmcache.checksum", v, sizeof(v));
   ASSERT_GT(n, 0) << "xattrs unsupported on /tmp?";
   char want[80];
-  std::snprintf(want, sizeof(want), "xxh64:%016" PRIx64 ":12345", internal::Xxh64Digest(d0.data(), d0.size()));
+  std::snprintf(want, sizeof(want), "xxh3:%016" PRIx64 ":12345", internal::Xxh3Digest(d0.data(), d0.size()));
   EXPECT_EQ(std::string(v, static_cast<size_t>(n)), want);
+  EXPECT_LT(getxattr((dir.path() + "/" + n0).c_str(), "user.lmcache.xxh64", v, sizeof(v)), 0);
   EXPECT_EQ(Detail(a->ReportStatus(), "checksum"), "xattr");
 }
 
@@ -317,12 +319,64 @@ TEST(FsAdapter, SidecarKeepsFilesFreeOfXattrs) {
   ASSERT_TRUE(StoreSync(a.get(), {Key(24)}, {ViewOf(d)}).ok);
   const std::string path = dir.path() + "/" + Key(24).ToString() + ".data";
   char v[80];
-  EXPECT_LT(getxattr(path.c_str(), "user.lmcache.xxh64", v, sizeof(v)), 0);
+  EXPECT_LT(getxattr(path.c_str(), "user.lmcache.checksum", v, sizeof(v)), 0);
   EXPECT_TRUE(ReadFile(path) == d);
   const auto log = ReadFile(dir.path() + "/.lmcache-checksums");
   const std::string text(log.begin(), log.end());
+  char head[40];
+  std::snprintf(head, sizeof(head), "xxh3:%016" PRIx64 " 1000 ", internal::Xxh3Digest(d.data(), d.size()));
+  EXPECT_EQ(text.rfind(head, 0), 0u) << text;
   EXPECT_NE(text.find(Key(24).ToString() + ".data\n"), std::string::npos) << text;
   EXPECT_EQ(Detail(a->ReportStatus(), "checksum"), "sidecar");
+}
+
+// Directories written by earlier builds (XXH64 in `user.lmcache.xxh64`, or
+// sidecar lines without an algorithm) are still verified: a good file loads,
+// a corrupt one is quarantined, and nothing is served unverified.
+TEST(FsAdapter, ReadsAndVerifiesXxh64ChecksumsOfEarlierBuilds) {
+  TempDir dir;
+  auto good = Pattern(26, 5000), bad = Pattern(27, 5000);
+  const std::string pg = dir.path() + "/" + Key(26).ToString() + ".data";
+  const std::string pb = dir.path() + "/" + Key(27).ToString() + ".data";
+  WriteFile(pg, good);
+  auto flipped = bad;
+  flipped[1234] ^= 1;
+  WriteFile(pb, flipped);
+  char v[80];
+  std::snprintf(v, sizeof(v), "xxh64:%016" PRIx64 ":5000", internal::Xxh64Digest(good.data(), good.size()));
+  ASSERT_EQ(setxattr(pg.c_str(), "user.lmcache.xxh64", v, std::strlen(v), 0), 0);
+  std::snprintf(v, sizeof(v), "xxh64:%016" PRIx64 ":5000", internal::Xxh64Digest(bad.data(), bad.size()));
+  ASSERT_EQ(setxattr(pb.c_str(), "user.lmcache.xxh64", v, std::strlen(v), 0), 0);
+  {
+    auto a = MustCreate(Spec(dir.path()));  // found by the start-up scan
+    std::vector<uint8_t> o1(5000), o2(5000);
+    EXPECT_EQ(Bits(LoadSync(a.get(), {Key(26), Key(27)}, {ViewOf(o1), ViewOf(o2)})), "10");
+    EXPECT_TRUE(o1 == good);
+    const L2Counters c = a->ReportStatus().counters;
+    EXPECT_EQ(c.corrupt_objects, 1u);
+    EXPECT_EQ(c.unverified_loads, 0u);
+  }
+  // The same through a sidecar line of an earlier build (bare hex digits).
+  TempDir dir2;
+  const std::string ps = dir2.path() + "/" + Key(28).ToString() + ".data";
+  WriteFile(ps, good);
+  struct stat st;
+  ASSERT_EQ(stat(ps.c_str(), &st), 0);
+  char line[160];
+  std::snprintf(line, sizeof(line), "%016" PRIx64 " 5000 %" PRIu64 " 0 %s\n",
+                internal::Xxh64Digest(good.data(), good.size()), static_cast<uint64_t>(st.st_ino),
+                (Key(28).ToString() + ".data").c_str());
+  const std::string text(line);
+  WriteFile(dir2.path() + "/.lmcache-checksums", std::vector<uint8_t>(text.begin(), text.end()));
+  auto b = MustCreate(Spec(dir2.path(), R"("checksum":"sidecar")"));
+  std::vector<uint8_t> o3(5000);
+  EXPECT_EQ(Bits(LoadSync(b.get(), {Key(28)}, {ViewOf(o3)})), "1");
+  EXPECT_TRUE(o3 == good);
+  EXPECT_EQ(b->ReportStatus().counters.unverified_loads, 0u);
+  // A wrong legacy sum is caught too.
+  ASSERT_TRUE(b->InjectCorruption(Key(28)).ok());
+  EXPECT_EQ(Bits(LoadSync(b.get(), {Key(28)}, {ViewOf(o3)})), "0");
+  EXPECT_EQ(b->ReportStatus().counters.corrupt_objects, 1u);
 }
 
 TEST(FsAdapter, ChecksumOffServesUnverified) {
@@ -710,8 +764,8 @@ TEST(FsMissDetection, HardLinkOfAFinishedFileIsFound) {
   const std::string tmp = dir.path() + "/.lmcache-test.tmp";
   WriteFile(tmp, d);
   char v[80];
-  std::snprintf(v, sizeof(v), "xxh64:%016" PRIx64 ":6000", internal::Xxh64Digest(d.data(), d.size()));
-  ASSERT_EQ(setxattr(tmp.c_str(), "user.lmcache.xxh64", v, std::strlen(v), 0), 0);
+  std::snprintf(v, sizeof(v), "xxh3:%016" PRIx64 ":6000", internal::Xxh3Digest(d.data(), d.size()));
+  ASSERT_EQ(setxattr(tmp.c_str(), "user.lmcache.checksum", v, std::strlen(v), 0), 0);
   const std::string path = dir.path() + "/" + Key(82).ToString() + ".data";
   // Drain the temp file's events first, so the link's IN_CREATE is alone.
   EXPECT_EQ(Bits(LookupSync(a.get(), {Key(82)})), "0");

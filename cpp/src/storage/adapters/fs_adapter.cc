@@ -6,11 +6,14 @@
 //
 // Content is the raw object bytes, nothing else. Each file we write carries
 // its checksum beside the bytes, never inside them: an extended attribute
-// `user.lmcache.xxh64` = "xxh64:<16 hex>:<size>", or, on a filesystem
-// without user xattrs, a line in the sidecar log `<base_path>/.lmcache-checksums`
-// ("<16 hex> <size> <inode> <mtime ns> <file name>"; a record counts only
-// while the file still has that inode). Files without a checksum
-// (written by LMCache) are served after a size check.
+// `user.lmcache.checksum` = "xxh3:<16 hex>:<size>" (XXH3-64), or, on a
+// filesystem without user xattrs, a line in the sidecar log
+// `<base_path>/.lmcache-checksums` ("xxh3:<16 hex> <size> <inode> <mtime ns>
+// <file name>"; a record counts only while the file still has that inode).
+// Files without a checksum (written by LMCache) are served after a size
+// check. Earlier builds wrote XXH64: the xattr `user.lmcache.xxh64` =
+// "xxh64:<16 hex>:<size>" and sidecar lines that start with the bare 16 hex
+// digits; both are still read and verified with XXH64.
 //
 // Store: write to a unique temp name (`.lmcache-<pid>-<rand>-<seq>.tmp` in the
 // base dir or in relative_tmp_dir), set the xattr, then rename into place
@@ -73,6 +76,7 @@
 #include "storage/l2_config.h"
 #include "storage/l2_index.h"
 #include "util/mutex.h"
+#include "util/xxh3.h"
 #include "util/xxhash64.h"
 
 namespace lmcache::internal {
@@ -81,7 +85,8 @@ namespace {
 constexpr size_t kAlign = 4096;                  // O_DIRECT alignment of buffers, offsets, lengths
 constexpr size_t kBufferedChunk = 1u << 20;      // read/hash granularity (stays in cache)
 constexpr size_t kDirectChunk = 4u << 20;        // O_DIRECT transfer size (bounce buffer)
-constexpr char kXattrName[] = "user.lmcache.xxh64";
+constexpr char kXattrName[] = "user.lmcache.checksum";
+constexpr char kLegacyXattrName[] = "user.lmcache.xxh64";  // XXH64, written by earlier builds
 constexpr char kSidecarName[] = ".lmcache-checksums";
 constexpr std::string_view kDataSuffix = ".data";
 constexpr std::string_view kTmpPrefix = ".lmcache-";
@@ -146,9 +151,31 @@ const char* RemoteFsName(int64_t f_type) {
   return nullptr;
 }
 
+enum class SumAlgo : uint8_t { kXxh3, kXxh64 };
+
+// A streaming checksum of either algorithm.
+class ObjectSum {
+ public:
+  explicit ObjectSum(SumAlgo algo) : algo_(algo) {}
+  void Update(const void* p, size_t n) {
+    if (algo_ == SumAlgo::kXxh3) {
+      x3_.Update(p, n);
+    } else {
+      x64_.Update(p, n);
+    }
+  }
+  uint64_t Digest() const { return algo_ == SumAlgo::kXxh3 ? x3_.Digest() : x64_.Digest(); }
+
+ private:
+  SumAlgo algo_;
+  internal::Xxh3 x3_;
+  internal::Xxh64 x64_;
+};
+
 // What the index keeps per file.
 struct FsMeta {
   bool has_checksum = false;
+  SumAlgo algo = SumAlgo::kXxh3;
   uint64_t checksum = 0;
   uint64_t recorded_size = 0;  // bytes the checksum covers
   uint64_t ino = 0;
@@ -203,8 +230,23 @@ AlignedBuffer AllocAligned(size_t n) {
 
 std::string FormatXattr(uint64_t hash, uint64_t size) {
   char buf[64];
-  std::snprintf(buf, sizeof(buf), "xxh64:%016" PRIx64 ":%" PRIu64, hash, size);
+  std::snprintf(buf, sizeof(buf), "xxh3:%016" PRIx64 ":%" PRIu64, hash, size);
   return buf;
+}
+
+// "xxh3:" or "xxh64:" off the front of v.
+bool TakeAlgo(std::string_view* v, SumAlgo* algo) {
+  if (v->substr(0, 5) == "xxh3:") {
+    *algo = SumAlgo::kXxh3;
+    v->remove_prefix(5);
+    return true;
+  }
+  if (v->substr(0, 6) == "xxh64:") {
+    *algo = SumAlgo::kXxh64;
+    v->remove_prefix(6);
+    return true;
+  }
+  return false;
 }
 
 bool ParseU64(std::string_view s, int base, uint64_t* out) {
@@ -220,9 +262,8 @@ bool ParseU64(std::string_view s, int base, uint64_t* out) {
   return true;
 }
 
-bool ParseXattr(std::string_view v, uint64_t* hash, uint64_t* size) {
-  if (v.substr(0, 6) != "xxh64:") return false;
-  v.remove_prefix(6);
+bool ParseXattr(std::string_view v, SumAlgo* algo, uint64_t* hash, uint64_t* size) {
+  if (!TakeAlgo(&v, algo)) return false;
   const size_t colon = v.find(':');
   if (colon != 16) return false;
   return ParseU64(v.substr(0, 16), 16, hash) && ParseU64(v.substr(17), 10, size);
@@ -265,6 +306,7 @@ bool WriteAll(int fd, const uint8_t* src, size_t n, uint64_t off) {
 class SidecarLog {
  public:
   struct Record {
+    SumAlgo algo = SumAlgo::kXxh3;
     uint64_t hash = 0;
     uint64_t size = 0;
     uint64_t ino = 0;
@@ -313,6 +355,7 @@ class SidecarLog {
       f[4] = line;
       Record rec;
       uint64_t mt = 0;
+      if (!TakeAlgo(&f[0], &rec.algo)) rec.algo = SumAlgo::kXxh64;  // a line of an earlier build
       if (f[0].size() != 16 || !ParseU64(f[0], 16, &rec.hash) || !ParseU64(f[1], 10, &rec.size) ||
           !ParseU64(f[2], 10, &rec.ino) || !ParseU64(f[3], 10, &mt)) {
         continue;
@@ -355,8 +398,8 @@ class SidecarLog {
  private:
   static std::string FormatLine(const std::string& name, const Record& rec) {
     char head[96];
-    std::snprintf(head, sizeof(head), "%016" PRIx64 " %" PRIu64 " %" PRIu64 " %" PRId64 " ", rec.hash, rec.size,
-                  rec.ino, rec.mtime_ns);
+    std::snprintf(head, sizeof(head), "%s%016" PRIx64 " %" PRIu64 " %" PRIu64 " %" PRId64 " ",
+                  rec.algo == SumAlgo::kXxh3 ? "xxh3:" : "", rec.hash, rec.size, rec.ino, rec.mtime_ns);
     return head + name + "\n";
   }
 
@@ -831,6 +874,7 @@ class FsAdapter final : public L2Adapter {
           auto it = records.find(de->d_name);
           if (it != records.end() && it->second.ino == meta.ino) {  // see LoadKey on identity
             meta.has_checksum = true;
+            meta.algo = it->second.algo;
             meta.checksum = it->second.hash;
             meta.recorded_size = it->second.size;
             live_records.emplace_back(it->first, it->second);
@@ -886,16 +930,22 @@ class FsAdapter final : public L2Adapter {
 
   static void ApplyXattr(const char* value, ssize_t n, FsMeta* meta) {
     uint64_t hash = 0, size = 0;
-    if (n > 0 && ParseXattr(std::string_view(value, static_cast<size_t>(n)), &hash, &size)) {
+    SumAlgo algo = SumAlgo::kXxh3;
+    if (n > 0 && ParseXattr(std::string_view(value, static_cast<size_t>(n)), &algo, &hash, &size)) {
       meta->has_checksum = true;
+      meta->algo = algo;
       meta->checksum = hash;
       meta->recorded_size = size;
     }
   }
 
+  // The checksum xattr, else the one of earlier builds (ENODATA only: any
+  // other error would fail the same way again).
   static void ReadXattrByPath(const std::string& path, FsMeta* meta) {
     char value[80];
-    ApplyXattr(value, getxattr(path.c_str(), kXattrName, value, sizeof(value)), meta);
+    ssize_t n = getxattr(path.c_str(), kXattrName, value, sizeof(value));
+    if (n < 0 && errno == ENODATA) n = getxattr(path.c_str(), kLegacyXattrName, value, sizeof(value));
+    ApplyXattr(value, n, meta);
   }
 
   // Metadata of an open file we did not write (or that changed under us).
@@ -903,7 +953,9 @@ class FsAdapter final : public L2Adapter {
     FsMeta meta = MetaFromStat(st);
     if (mode_ == ChecksumMode::kXattr) {
       char value[80];
-      ApplyXattr(value, fgetxattr(fd, kXattrName, value, sizeof(value)), &meta);
+      ssize_t n = fgetxattr(fd, kXattrName, value, sizeof(value));
+      if (n < 0 && errno == ENODATA) n = fgetxattr(fd, kLegacyXattrName, value, sizeof(value));
+      ApplyXattr(value, n, &meta);
     }
     return meta;
   }
@@ -1194,7 +1246,7 @@ class FsAdapter final : public L2Adapter {
       return false;
     }
     if (mode_ == ChecksumMode::kSidecar) {
-      sidecar_.Append(name, SidecarLog::Record{meta.checksum, meta.recorded_size, meta.ino, meta.mtime_ns});
+      sidecar_.Append(name, SidecarLog::Record{meta.algo, meta.checksum, meta.recorded_size, meta.ino, meta.mtime_ns});
     }
     victims.clear();
     if (!index_->Insert(key, view.size, meta, view.size, &victims)) {
@@ -1224,7 +1276,7 @@ class FsAdapter final : public L2Adapter {
     Fd fd(openat(tmp_fd_.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (direct ? O_DIRECT : 0), 0644));
     if (!fd.valid()) return false;
     const bool hash = mode_ != ChecksumMode::kOff;
-    Xxh64 h;
+    ObjectSum h(SumAlgo::kXxh3);
     const uint8_t* src = view.data;
     const uint64_t size = view.size;
     bool padded = false;
@@ -1253,6 +1305,7 @@ class FsAdapter final : public L2Adapter {
     }
     if (hash) {
       meta->has_checksum = true;
+      meta->algo = SumAlgo::kXxh3;
       meta->checksum = h.Digest();
       meta->recorded_size = size;
       if (mode_ == ChecksumMode::kXattr) {
@@ -1355,8 +1408,8 @@ class FsAdapter final : public L2Adapter {
       return false;
     }
 
-    Xxh64 h;
-    Xxh64* hp = meta.has_checksum ? &h : nullptr;
+    ObjectSum h(meta.algo);
+    ObjectSum* hp = meta.has_checksum ? &h : nullptr;
     const bool read_ok = direct ? ReadDirect(fd.get(), view, worker, hp) : ReadBuffered(fd.get(), view, hp);
     if (!read_ok) {
       if (meta.has_checksum) {
@@ -1379,7 +1432,7 @@ class FsAdapter final : public L2Adapter {
   }
 
   // Reads exactly view.size bytes; false on an error or a short file.
-  bool ReadBuffered(int fd, const ObjectView& view, Xxh64* h) {
+  bool ReadBuffered(int fd, const ObjectView& view, ObjectSum* h) {
     uint64_t off = 0;
     const uint64_t size = view.size;
     if (opts_.read_ahead_size > 0) {
@@ -1398,7 +1451,7 @@ class FsAdapter final : public L2Adapter {
     return true;
   }
 
-  bool ReadDirect(int fd, const ObjectView& view, int worker, Xxh64* h) {
+  bool ReadDirect(int fd, const ObjectView& view, int worker, ObjectSum* h) {
     uint8_t* bounce = bounce_[static_cast<size_t>(worker)].get();
     const uint64_t size = view.size;
     for (uint64_t off = 0; off < size; off += kDirectChunk) {
