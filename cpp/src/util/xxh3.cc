@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "util/xxhash_common.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -9,14 +11,7 @@
 namespace lmcache::internal {
 namespace {
 
-constexpr uint64_t kP32_1 = 0x9E3779B1u;
-constexpr uint64_t kP32_2 = 0x85EBCA77u;
-constexpr uint64_t kP32_3 = 0xC2B2AE3Du;
-constexpr uint64_t kP64_1 = 0x9E3779B185EBCA87ull;
-constexpr uint64_t kP64_2 = 0xC2B2AE3D27D4EB4Full;
-constexpr uint64_t kP64_3 = 0x165667B19E3779F9ull;
-constexpr uint64_t kP64_4 = 0x85EBCA77C2B2AE63ull;
-constexpr uint64_t kP64_5 = 0x27D4EB2F165667C5ull;
+using namespace xxhash;  // NOLINT: the primes and loads of the specification
 constexpr uint64_t kMx1 = 0x165667919E3779F9ull;
 constexpr uint64_t kMx2 = 0x9FB21C651E98DF25ull;
 
@@ -43,17 +38,6 @@ alignas(64) constexpr unsigned char kSecret[kSecretSize] = {
     0x45, 0xcb, 0x3a, 0x8f, 0x95, 0x16, 0x04, 0x28, 0xaf, 0xd7, 0xfb, 0xca, 0xbb, 0x4b, 0x40, 0x7e,
 };
 
-inline uint64_t Read64(const unsigned char* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);  // little-endian hosts only (x86-64, aarch64)
-  return v;
-}
-inline uint32_t Read32(const unsigned char* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-inline uint64_t Rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 
 inline uint64_t Fold64(uint64_t a, uint64_t b) {
   const unsigned __int128 m = static_cast<unsigned __int128>(a) * b;
@@ -68,28 +52,28 @@ inline uint64_t Avalanche(uint64_t x) {
 
 inline uint64_t AvalancheXxh64(uint64_t x) {
   x ^= x >> 33;
-  x *= kP64_2;
+  x *= kPrime64_2;
   x ^= x >> 29;
-  x *= kP64_3;
+  x *= kPrime64_3;
   return x ^ (x >> 32);
 }
 
 inline uint64_t Mix16(const unsigned char* p, const unsigned char* s) {
-  return Fold64(Read64(p) ^ Read64(s), Read64(p + 8) ^ Read64(s + 8));
+  return Fold64(Load64(p) ^ Load64(s), Load64(p + 8) ^ Load64(s + 8));
 }
 
 uint64_t Len0To16(const unsigned char* p, size_t len) {
   const unsigned char* s = kSecret;
   if (len > 8) {
-    const uint64_t lo = Read64(p) ^ (Read64(s + 24) ^ Read64(s + 32));
-    const uint64_t hi = Read64(p + len - 8) ^ (Read64(s + 40) ^ Read64(s + 48));
+    const uint64_t lo = Load64(p) ^ (Load64(s + 24) ^ Load64(s + 32));
+    const uint64_t hi = Load64(p + len - 8) ^ (Load64(s + 40) ^ Load64(s + 48));
     return Avalanche(len + __builtin_bswap64(lo) + hi + Fold64(lo, hi));
   }
   if (len >= 4) {
-    const uint64_t first = Read32(p);
-    const uint64_t last = Read32(p + len - 4);
-    uint64_t h = (last | (first << 32)) ^ (Read64(s + 8) ^ Read64(s + 16));
-    h ^= Rotl(h, 49) ^ Rotl(h, 24);
+    const uint64_t first = Load32(p);
+    const uint64_t last = Load32(p + len - 4);
+    uint64_t h = (last | (first << 32)) ^ (Load64(s + 8) ^ Load64(s + 16));
+    h ^= Rotl64(h, 49) ^ Rotl64(h, 24);
     h *= kMx2;
     h ^= (h >> 35) + len;
     h *= kMx2;
@@ -98,13 +82,13 @@ uint64_t Len0To16(const unsigned char* p, size_t len) {
   if (len > 0) {
     const uint32_t combined = static_cast<uint32_t>(p[len - 1]) | (static_cast<uint32_t>(len) << 8) |
                               (static_cast<uint32_t>(p[0]) << 16) | (static_cast<uint32_t>(p[len >> 1]) << 24);
-    return AvalancheXxh64(static_cast<uint64_t>(Read32(s) ^ Read32(s + 4)) ^ combined);
+    return AvalancheXxh64(static_cast<uint64_t>(Load32(s) ^ Load32(s + 4)) ^ combined);
   }
-  return AvalancheXxh64(Read64(s + 56) ^ Read64(s + 64));
+  return AvalancheXxh64(Load64(s + 56) ^ Load64(s + 64));
 }
 
 uint64_t Len17To128(const unsigned char* p, size_t len) {
-  uint64_t acc = len * kP64_1;
+  uint64_t acc = len * kPrime64_1;
   const size_t rounds = ((len - 1) >> 5) + 1;
   for (size_t i = rounds; i-- > 0;) {
     acc += Mix16(p + 16 * i, kSecret + 32 * i);
@@ -114,7 +98,7 @@ uint64_t Len17To128(const unsigned char* p, size_t len) {
 }
 
 uint64_t Len129To240(const unsigned char* p, size_t len) {
-  uint64_t acc = len * kP64_1;
+  uint64_t acc = len * kPrime64_1;
   for (size_t i = 0; i < 8; ++i) acc += Mix16(p + 16 * i, kSecret + 16 * i);
   acc = Avalanche(acc);
   const size_t chunks = len >> 4;
@@ -125,12 +109,12 @@ uint64_t Len129To240(const unsigned char* p, size_t len) {
 
 // ---- large inputs: 8 accumulators, 64-byte stripes, 16 stripes a block ----
 
-constexpr uint64_t kAccInit[8] = {kP32_3, kP64_1, kP64_2, kP64_3, kP64_4, kP32_2, kP64_5, kP32_1};
+constexpr uint64_t kAccInit[8] = {kPrime32_3, kPrime64_1, kPrime64_2, kPrime64_3, kPrime64_4, kPrime32_2, kPrime64_5, kPrime32_1};
 
 inline void StripeScalar(uint64_t* acc, const unsigned char* p, const unsigned char* key) {
   for (size_t i = 0; i < 8; ++i) {
-    const uint64_t v = Read64(p + 8 * i);
-    const uint64_t k = v ^ Read64(key + 8 * i);
+    const uint64_t v = Load64(p + 8 * i);
+    const uint64_t k = v ^ Load64(key + 8 * i);
     acc[i ^ 1] += v;
     acc[i] += (k & 0xFFFFFFFFu) * (k >> 32);
   }
@@ -140,8 +124,8 @@ inline void ScrambleScalar(uint64_t* acc) {
   for (size_t i = 0; i < 8; ++i) {
     uint64_t a = acc[i];
     a ^= a >> 47;
-    a ^= Read64(kSecret + kScrambleOffset + 8 * i);
-    acc[i] = a * kP32_1;
+    a ^= Load64(kSecret + kScrambleOffset + 8 * i);
+    acc[i] = a * kPrime32_1;
   }
 }
 
@@ -175,7 +159,7 @@ LMCACHE_AVX2 inline __m256i AccumulateAvx2(__m256i acc, const unsigned char* d, 
 }
 
 LMCACHE_AVX2 inline __m256i ScrambleAvx2(__m256i acc, const unsigned char* k) {
-  const __m256i prime = _mm256_set1_epi32(static_cast<int>(kP32_1));
+  const __m256i prime = _mm256_set1_epi32(static_cast<int>(kPrime32_1));
   acc = _mm256_xor_si256(acc, _mm256_srli_epi64(acc, 47));
   acc = _mm256_xor_si256(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k)));
   // 64 x 32-bit multiply: low half times prime, plus high half times prime << 32
@@ -221,9 +205,9 @@ StripesFn Kernel() {
 }
 
 uint64_t MergeAccs(const uint64_t* acc, uint64_t total) {
-  uint64_t r = total * kP64_1;
+  uint64_t r = total * kPrime64_1;
   const unsigned char* s = kSecret + kMergeOffset;
-  for (size_t i = 0; i < 4; ++i) r += Fold64(acc[2 * i] ^ Read64(s + 16 * i), acc[2 * i + 1] ^ Read64(s + 16 * i + 8));
+  for (size_t i = 0; i < 4; ++i) r += Fold64(acc[2 * i] ^ Load64(s + 16 * i), acc[2 * i + 1] ^ Load64(s + 16 * i + 8));
   return Avalanche(r);
 }
 

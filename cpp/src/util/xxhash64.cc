@@ -2,29 +2,22 @@
 
 #include <cstring>
 
+#include "util/xxhash_common.h"
+
 namespace lmcache::internal {
 namespace {
 
-constexpr uint64_t kP1 = 0x9E3779B185EBCA87ull;
-constexpr uint64_t kP2 = 0xC2B2AE3D27D4EB4Full;
-constexpr uint64_t kP3 = 0x165667B19E3779F9ull;
-constexpr uint64_t kP4 = 0x85EBCA77C2B2AE63ull;
-constexpr uint64_t kP5 = 0x27D4EB2F165667C5ull;
-
-inline uint64_t Rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-inline uint64_t Read64(const unsigned char* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);  // little-endian hosts only (x86-64, aarch64)
-  return v;
-}
-inline uint32_t Read32(const unsigned char* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
+constexpr uint64_t kP1 = xxhash::kPrime64_1;
+constexpr uint64_t kP2 = xxhash::kPrime64_2;
+constexpr uint64_t kP3 = xxhash::kPrime64_3;
+constexpr uint64_t kP4 = xxhash::kPrime64_4;
+constexpr uint64_t kP5 = xxhash::kPrime64_5;
+using xxhash::Load32;
+using xxhash::Load64;
+using xxhash::Rotl64;
 inline uint64_t Round(uint64_t acc, uint64_t input) {
   acc += input * kP2;
-  acc = Rotl(acc, 31);
+  acc = Rotl64(acc, 31);
   return acc * kP1;
 }
 inline uint64_t MergeRound(uint64_t acc, uint64_t val) {
@@ -36,10 +29,10 @@ inline uint64_t MergeRound(uint64_t acc, uint64_t val) {
 inline const unsigned char* Stripes(uint64_t v[4], const unsigned char* p, const unsigned char* end) {
   uint64_t v1 = v[0], v2 = v[1], v3 = v[2], v4 = v[3];
   while (end - p >= 32) {
-    v1 = Round(v1, Read64(p));
-    v2 = Round(v2, Read64(p + 8));
-    v3 = Round(v3, Read64(p + 16));
-    v4 = Round(v4, Read64(p + 24));
+    v1 = Round(v1, Load64(p));
+    v2 = Round(v2, Load64(p + 8));
+    v3 = Round(v3, Load64(p + 16));
+    v4 = Round(v4, Load64(p + 24));
     p += 32;
   }
   v[0] = v1, v[1] = v2, v[2] = v3, v[3] = v4;
@@ -48,20 +41,20 @@ inline const unsigned char* Stripes(uint64_t v[4], const unsigned char* p, const
 
 uint64_t Finish(uint64_t h, const unsigned char* p, size_t len) {
   while (len >= 8) {
-    h ^= Round(0, Read64(p));
-    h = Rotl(h, 27) * kP1 + kP4;
+    h ^= Round(0, Load64(p));
+    h = Rotl64(h, 27) * kP1 + kP4;
     p += 8;
     len -= 8;
   }
   if (len >= 4) {
-    h ^= static_cast<uint64_t>(Read32(p)) * kP1;
-    h = Rotl(h, 23) * kP2 + kP3;
+    h ^= static_cast<uint64_t>(Load32(p)) * kP1;
+    h = Rotl64(h, 23) * kP2 + kP3;
     p += 4;
     len -= 4;
   }
   while (len > 0) {
     h ^= (*p) * kP5;
-    h = Rotl(h, 11) * kP1;
+    h = Rotl64(h, 11) * kP1;
     ++p;
     --len;
   }
@@ -74,7 +67,7 @@ uint64_t Finish(uint64_t h, const unsigned char* p, size_t len) {
 }
 
 uint64_t Converge(const uint64_t v[4]) {
-  uint64_t h = Rotl(v[0], 1) + Rotl(v[1], 7) + Rotl(v[2], 12) + Rotl(v[3], 18);
+  uint64_t h = Rotl64(v[0], 1) + Rotl64(v[1], 7) + Rotl64(v[2], 12) + Rotl64(v[3], 18);
   for (int i = 0; i < 4; ++i) h = MergeRound(h, v[i]);
   return h;
 }

@@ -8,7 +8,7 @@
 //   max(now, link free) + B / bandwidth + latency,
 // and its effect (data stored, bits computed, buffers filled) happens at
 // that moment on the mock's thread, in completion order.
-// Objects are copies with an XXH64 checksum verified on load, so
+// Objects are copies with an XXH3-64 checksum verified on load, so
 // InjectCorruption (fault_inject's corrupt_rate) exercises the same
 // integrity path as a real backend.
 
@@ -31,7 +31,7 @@
 #include "storage/l2_config.h"
 #include "storage/l2_index.h"
 #include "util/mutex.h"
-#include "util/xxhash64.h"
+#include "util/xxh3.h"
 
 namespace lmcache::internal {
 namespace {
@@ -199,7 +199,7 @@ class MockAdapter final : public BatchedL2Adapter {
     CountVictims(victims);
     if (!st.ok()) return false;
     auto data = std::make_shared<std::vector<uint8_t>>(v.data, v.data + v.size);
-    MockObject obj{std::move(data), Xxh64Digest(v.data, v.size)};
+    MockObject obj{std::move(data), Xxh3Digest(v.data, v.size)};
     victims.clear();
     if (!index_->Insert(key, v.size, std::move(obj), v.size, &victims)) {
       Bump(counters_.store_skipped);
@@ -228,7 +228,7 @@ class MockAdapter final : public BatchedL2Adapter {
       return false;
     }
     std::memcpy(v.data, obj.data->data(), v.size);
-    if (Xxh64Digest(v.data, v.size) != obj.checksum) {
+    if (Xxh3Digest(v.data, v.size) != obj.checksum) {
       Bump(counters_.corrupt_objects);
       index_->Remove(key);
       return false;
