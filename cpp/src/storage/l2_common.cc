@@ -187,7 +187,7 @@ Result<L2TaskId> BatchedL2Adapter::SubmitStore(std::span<const ObjectKey> keys, 
   if (closed_.load()) return ClosedStatus(common_.type);
   Bump(counters_.store_tasks);
   BatchPtr b = NewBatch(Kind::kStore, keys, objects);
-  if (!keys.empty()) Run(b, spread_);
+  if (!keys.empty()) StartStore(b);
   return b->id;
 }
 
@@ -235,6 +235,8 @@ void BatchedL2Adapter::RunKeys(Batch& b, size_t begin, size_t end, int worker) {
 }
 
 void BatchedL2Adapter::StartLookup(const BatchPtr& b) { Run(b, spread_); }
+
+void BatchedL2Adapter::StartStore(const BatchPtr& b) { Run(b, spread_); }
 
 bool BatchedL2Adapter::Enqueue(const Batch& /*b*/, WorkerPool::Job job) { return pool_.Submit(std::move(job)); }
 

@@ -237,6 +237,8 @@ struct L2Spread {
 //  * StartLookup: what SubmitLookupAndLock does after the prologue; default
 //    Run(b, spread) over all keys. Inline answers use FinishInline, index
 //    misses probed on workers use ProbeMisses;
+//  * StartStore: what SubmitStore does after the prologue; default
+//    Run(b, spread) (e.g. fs catches up with other writers first);
 //  * Enqueue: where jobs run (default the WorkerPool started by
 //    StartWorkers); false = not queued (the job then runs cancelled);
 //  * BeforePublish, StopWorkers (wraps the pool shutdown, e.g. to release a
@@ -280,6 +282,8 @@ class BatchedL2Adapter : public L2AdapterBase {
   virtual void RunKeys(Batch& b, size_t begin, size_t end, int worker);
   // REQUIRES: b has keys. Default: Run(b, spread of the constructor).
   virtual void StartLookup(const BatchPtr& b);
+  // REQUIRES: b has keys. Default: Run(b, spread of the constructor).
+  virtual void StartStore(const BatchPtr& b);
   // Queue one job of b. Default: the WorkerPool.
   virtual bool Enqueue(const Batch& b, WorkerPool::Job job);
   // Called once per batch, before its result is computed and published.

@@ -670,9 +670,10 @@ TEST(FsMissDetection, FilesOtherWritersRenameInAreFoundByTheNextLookup) {
   EXPECT_EQ(DetailU64(s, "inotify_overflows"), 0u);
   EXPECT_EQ(a->Usage().objects, 4u);
   // b's file keeps its checksum: a load through a verifies it.
-  std::vector<uint8_t> out(5000);
-  EXPECT_EQ(Bits(LoadSync(a.get(), {Key(60), Key(61)}, {ViewOf(out), ViewOf(out)})), "11");
+  std::vector<uint8_t> out(5000), out2(5000);  // one buffer per key: two workers write them at once
+  EXPECT_EQ(Bits(LoadSync(a.get(), {Key(60), Key(61)}, {ViewOf(out), ViewOf(out2)})), "11");
   EXPECT_TRUE(out == d);
+  EXPECT_TRUE(out2 == d);
   EXPECT_EQ(a->ReportStatus().counters.unverified_loads, 1u);  // only the LMCache-written one
   // Temp names, foreign names and directories are not indexed.
   WriteFile(dir.path() + "/" + Key(65).ToString() + ".tmp", d);
@@ -698,6 +699,14 @@ TEST(FsMissDetection, FilesOtherWritersDeleteOrMoveAwayAreMisses) {
   EXPECT_EQ(a->Usage().objects, 0u);
   EXPECT_EQ(Bits(LookupSync(a.get(), {Key(70), Key(71), Key(72), Key(73)})), "0000");
   EXPECT_EQ(DetailU64(a->ReportStatus(), "inotify_dropped"), 3u);
+  // No window either when every key of the lookup is still in the index:
+  // the deletes queued before the lookup are applied before it answers.
+  ASSERT_TRUE(StoreSync(a.get(), {Key(75), Key(76)}, {ViewOf(d), ViewOf(d)}).ok);
+  ASSERT_EQ(b->Delete(std::vector<ObjectKey>{Key(75)}).value(), 1u);
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(75), Key(76)})), "01");
+  a->SubmitUnlock(std::vector<ObjectKey>{Key(76)});
+  ASSERT_TRUE(fs::remove(dir.path() + "/" + Key(76).ToString() + ".data"));
+  EXPECT_EQ(Bits(LookupSync(a.get(), {Key(76)})), "0");
   // A key deleted by another process and stored again is written, not skipped as present.
   ASSERT_TRUE(StoreSync(b.get(), {Key(74)}, {ViewOf(d)}).ok);
   EXPECT_EQ(Bits(LookupSync(a.get(), {Key(74)})), "1");

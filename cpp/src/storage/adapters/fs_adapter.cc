@@ -29,7 +29,7 @@
 //  * "auto" (default): an inotify watch on base_path when the filesystem is
 //    local (inotify does not see other hosts' writes on NFS, SMB, FUSE, Ceph,
 //    Lustre, ...), else "true". The kernel queues an event before rename() /
-//    unlink() / close() return, so a lookup with misses first drains the
+//    unlink() / close() return, so every lookup first drains the
 //    queue (non-blocking reads, one mutex) and then answers from the index:
 //    a data file that was renamed in (IN_MOVED_TO) or closed after writing
 //    (IN_CLOSE_WRITE) is indexed after the checks of the start-up scan; one
@@ -409,132 +409,25 @@ class SidecarLog {
   Fd fd_ GUARDED_BY(mu_);
 };
 
-class FsAdapter final : public L2Adapter {
+// Tasks, workers and Close are BatchedL2Adapter's: store and load claim one
+// key at a time on up to num_workers jobs (kClaim); a lookup is answered
+// from the index (after draining the inotify queue when it missed), and
+// misses it cannot settle there are probed on the workers, kProbesPerJob per
+// job. The rescans after an inotify overflow are jobs of the same pool.
+class FsAdapter final : public BatchedL2Adapter {
  public:
   using Index = L2Index<FsMeta>;
 
-  static Result<std::unique_ptr<L2Adapter>> Create(const L2CommonConfig& common, const FsOptions& opts,
-                                                   const L2AdapterContext& context) {
-    auto completions = L2Completions::Create();
-    if (!completions.ok()) return completions.status();
-    L2IndexOptions io;
-    io.capacity_bytes = opts.capacity_bytes;
-    io.eviction = common.eviction;
-    io.clock = context.clock;
-    auto index = Index::Create(io);
-    if (!index.ok()) return index.status();
-    std::unique_ptr<FsAdapter> a(
-        new FsAdapter(common, opts, std::move(completions).value(), std::move(index).value()));
-    LMCACHE_RETURN_IF_ERROR(a->Open());
-    return std::unique_ptr<L2Adapter>(std::move(a));
-  }
+  FsAdapter(const L2CommonConfig& common, const FsOptions& opts, std::unique_ptr<L2Completions> completions,
+            std::unique_ptr<Index> index)
+      : BatchedL2Adapter(common, std::move(completions),
+                         L2Spread{L2Spread::Mode::kClaim, static_cast<size_t>(opts.num_workers), 1}),
+        opts_(opts),
+        index_(std::move(index)) {}
 
-  ~FsAdapter() override { Close(); }
-
-  const L2CommonConfig& common_config() const override { return common_; }
-  int store_event_fd() const override { return completions_->store_fd(); }
-  int lookup_event_fd() const override { return completions_->lookup_fd(); }
-  int load_event_fd() const override { return completions_->load_fd(); }
-
-  Result<L2TaskId> SubmitStore(std::span<const ObjectKey> keys, std::span<const ObjectView> objects) override {
-    LMCACHE_RETURN_IF_ERROR(ValidateBatch(keys, objects, "SubmitStore"));
-    if (closed_.load()) return ClosedStatus(opts_.type);
-    Bump(counters_.store_tasks);
-    // A key another process deleted must not be skipped as present.
-    DrainEvents();
-    auto batch = NewBatch(Kind::kStore, keys, objects);
-    DispatchKeys(batch, &FsAdapter::StoreOne);
-    return batch->id;
-  }
-
-  std::vector<std::pair<L2TaskId, L2StoreResult>> PopCompletedStores() override {
-    return completions_->PopStores();
-  }
-
-  Result<L2TaskId> SubmitLookupAndLock(std::span<const ObjectKey> keys) override {
-    if (closed_.load()) return ClosedStatus(opts_.type);
-    Bump(counters_.lookup_tasks);
-    auto batch = NewBatch(Kind::kLookup, keys, {});
-    L2Bitmap bits(keys.size(), false);
-    // Files indexed from events (or a rescan) so far: if that moves while we
-    // drain, the misses are asked again.
-    const uint64_t indexed_before = watch_->indexed.load(std::memory_order_acquire);
-    size_t hits = index_->LookupAndLock(keys, &bits);
-    Bump(counters_.lookup_hits, hits);  // misses are counted by Publish
-    if (hits < keys.size() && miss_mode_ == MissMode::kInotify) {
-      // Misses may be files another process wrote: apply what the kernel
-      // queued up to now, then ask the index again for the misses.
-      bool exact = false;
-      DrainEvents(&exact);
-      if (exact) {
-        if (watch_->indexed.load(std::memory_order_acquire) != indexed_before) {
-          std::vector<ObjectKey> missed;
-          std::vector<size_t> at;
-          for (size_t i = 0; i < keys.size(); ++i) {
-            if (!bits[i]) {
-              missed.push_back(keys[i]);
-              at.push_back(i);
-            }
-          }
-          L2Bitmap again(missed.size(), false);
-          const size_t found = index_->LookupAndLock(missed, &again);
-          for (size_t j = 0; j < missed.size(); ++j) bits[at[j]] = again[j];
-          hits += found;
-          Bump(counters_.lookup_hits, found);
-        }
-        FinishInline(batch, std::move(bits));
-        return batch->id;
-      }
-      // Events were lost (queue overflow) or the watch is gone: probe.
-    }
-    if (hits == keys.size() || miss_mode_ == MissMode::kOff) {
-      FinishInline(batch, std::move(bits));
-      return batch->id;
-    }
-    // Misses may be files another process wrote: probe them (one fstatat
-    // each) on the workers, spread like the keys of a load.
-    batch->probe.reserve(keys.size() - hits);
-    for (size_t i = 0; i < keys.size(); ++i) {
-      batch->ok[i] = bits[i] ? 1 : 0;
-      if (!bits[i]) batch->probe.push_back(i);
-    }
-    batch->remaining.store(batch->probe.size());
-    // A probe is a few microseconds: one job per kProbesPerJob misses, so
-    // a small lookup does not pay several thread wake-ups.
-    const size_t n = batch->probe.size();
-    const size_t jobs =
-        std::min<size_t>((n + kProbesPerJob - 1) / kProbesPerJob, static_cast<size_t>(opts_.num_workers));
-    for (size_t j = 0; j < jobs; ++j) {
-      Dispatch(batch, [this, batch, n](int w) {
-        for (size_t k = batch->next.fetch_add(1); k < n; k = batch->next.fetch_add(1)) {
-          const size_t i = batch->probe[k];
-          if (w < 0) {
-            batch->cancelled.store(true);
-          } else if (Probe(batch->keys[i]) && index_->Lock(batch->keys[i])) {
-            batch->ok[i] = 1;
-            Bump(counters_.lookup_hits);
-          }
-          KeyDone(*batch);
-        }
-      });
-    }
-    return batch->id;
-  }
-
-  std::optional<L2Bitmap> QueryLookupResult(L2TaskId task) override { return completions_->TakeLookup(task); }
+  ~FsAdapter() override { Close(); }  // joins the workers before the members they use go
 
   void SubmitUnlock(std::span<const ObjectKey> keys) override { index_->Unlock(keys); }
-
-  Result<L2TaskId> SubmitLoad(std::span<const ObjectKey> keys, std::span<const ObjectView> buffers) override {
-    LMCACHE_RETURN_IF_ERROR(ValidateBatch(keys, buffers, "SubmitLoad"));
-    if (closed_.load()) return ClosedStatus(opts_.type);
-    Bump(counters_.load_tasks);
-    auto batch = NewBatch(Kind::kLoad, keys, buffers);
-    DispatchKeys(batch, &FsAdapter::LoadOne);
-    return batch->id;
-  }
-
-  std::optional<L2Bitmap> QueryLoadResult(L2TaskId task) override { return completions_->TakeLoad(task); }
 
   Result<size_t> Delete(std::span<const ObjectKey> keys) override {
     size_t removed = 0;
@@ -564,20 +457,16 @@ class FsAdapter final : public L2Adapter {
 
   L2Status ReportStatus() const override {
     DrainEvents();
-    L2Status s;
-    s.type = opts_.type;
-    s.counters = counters_.Snapshot();
-    s.pending_tasks = pending_.load();
-    struct stat st;
-    if (closed_.load()) {
-      s.healthy = false;
-      s.message = "closed";
-    } else if (fstat(base_fd_.get(), &st) != 0 || st.st_nlink == 0) {
-      s.healthy = false;
-      s.message = "base_path " + opts_.base_path + " was removed";
-    } else if (faccessat(base_fd_.get(), ".", W_OK, AT_EACCESS) != 0) {
-      s.healthy = false;
-      s.message = "base_path " + opts_.base_path + " is not writable";
+    L2Status s = BaseStatus();
+    if (s.healthy) {  // not closed
+      struct stat st;
+      if (fstat(base_fd_.get(), &st) != 0 || st.st_nlink == 0) {
+        s.healthy = false;
+        s.message = "base_path " + opts_.base_path + " was removed";
+      } else if (faccessat(base_fd_.get(), ".", W_OK, AT_EACCESS) != 0) {
+        s.healthy = false;
+        s.message = "base_path " + opts_.base_path + " is not writable";
+      }
     }
     auto& d = s.details;
     d.emplace_back("base_path", opts_.base_path);
@@ -594,35 +483,30 @@ class FsAdapter final : public L2Adapter {
     d.emplace_back("ignored_files", std::to_string(ignored_files_));
     d.emplace_back("probe_misses", opts_.probe_misses);
     // The mode now: inotify falls back to probing while a rescan is due.
-    const bool exact = miss_mode_ != MissMode::kInotify || watch_->exact.load(std::memory_order_acquire);
-    d.emplace_back("miss_detection", MissModeName(exact ? miss_mode_ : MissMode::kProbe));
+    // Read with the watch counters under the watch mutex, which every change
+    // of them holds: one snapshot (a completed rescan is counted in
+    // "rescans" together with its return to inotify).
+    bool exact = true;
     std::string why = miss_reason_;
+    std::vector<std::pair<std::string, std::string>> watch_details;
     if (miss_mode_ == MissMode::kInotify) {
       MutexLock lock(&watch_->mu);
+      exact = watch_->exact.load(std::memory_order_acquire);
       if (!watch_->broken_reason.empty()) {
         why = watch_->broken_reason;
       } else if (!exact) {
         why = "inotify queue overflowed; probing until the rescan of base_path completes";
       }
+      watch_details = {{"inotify_events", std::to_string(watch_->events.load())},
+                       {"inotify_indexed", std::to_string(watch_->indexed.load())},
+                       {"inotify_dropped", std::to_string(watch_->dropped.load())},
+                       {"inotify_overflows", std::to_string(watch_->overflows.load())},
+                       {"rescans", std::to_string(watch_->rescans.load())}};
     }
+    d.emplace_back("miss_detection", MissModeName(exact ? miss_mode_ : MissMode::kProbe));
     d.emplace_back("miss_detection_reason", why);
-    if (miss_mode_ == MissMode::kInotify) {
-      d.emplace_back("inotify_events", std::to_string(watch_->events.load()));
-      d.emplace_back("inotify_indexed", std::to_string(watch_->indexed.load()));
-      d.emplace_back("inotify_dropped", std::to_string(watch_->dropped.load()));
-      d.emplace_back("inotify_overflows", std::to_string(watch_->overflows.load()));
-      d.emplace_back("rescans", std::to_string(watch_->rescans.load()));
-    }
+    for (auto& kv : watch_details) d.push_back(std::move(kv));
     return s;
-  }
-
-  void Close() override {
-    if (closed_.exchange(true)) {
-      pool_.Shutdown();  // a concurrent Close waits for the first one
-      return;
-    }
-    pool_.Shutdown();
-    sidecar_.Close();
   }
 
   bool supports_corruption_injection() const override { return true; }
@@ -642,133 +526,7 @@ class FsAdapter final : public L2Adapter {
     return Status::OK();
   }
 
- private:
-  enum class Kind : uint8_t { kStore, kLookup, kLoad };
-
-  // One submitted task. Each key's slot of `ok` is written by exactly one
-  // job; the job that brings `remaining` to 0 publishes (acq_rel orders the
-  // other jobs' writes before it).
-  struct Batch {
-    L2TaskId id = 0;
-    Kind kind = Kind::kStore;
-    std::vector<ObjectKey> keys;
-    std::vector<ObjectView> views;
-    std::vector<uint8_t> ok;
-    std::atomic<size_t> remaining{0};
-    std::atomic<size_t> next{0};  // the next key a job claims (DispatchKeys)
-    std::vector<size_t> probe;    // lookup: the keys to probe on disk (index misses)
-    std::atomic<bool> cancelled{false};  // lookup: a probe was cancelled by Close
-    std::atomic<uint64_t> bytes{0};
-  };
-
-  FsAdapter(const L2CommonConfig& common, const FsOptions& opts, std::unique_ptr<L2Completions> completions,
-            std::unique_ptr<Index> index)
-      : common_(common), opts_(opts), completions_(std::move(completions)), index_(std::move(index)) {}
-
-  std::shared_ptr<Batch> NewBatch(Kind kind, std::span<const ObjectKey> keys, std::span<const ObjectView> views) {
-    auto b = std::make_shared<Batch>();
-    b->id = completions_->NextId();
-    b->kind = kind;
-    b->keys.assign(keys.begin(), keys.end());
-    b->views.assign(views.begin(), views.end());
-    b->ok.assign(keys.size(), 0);
-    b->remaining.store(keys.size());
-    pending_.fetch_add(1);
-    if (keys.empty()) Publish(*b);
-    return b;
-  }
-
-  void Dispatch(const std::shared_ptr<Batch>& batch, WorkerPool::Job job) {
-    (void)batch;
-    if (!pool_.Submit(job)) job(-1);  // closed meanwhile: complete as cancelled
-  }
-
-  // Run `fn` once per key of the batch. Not one pool job per key: up to
-  // num_workers jobs that each claim the next unclaimed key until none is
-  // left, so a batch costs a handful of queue operations and wake-ups, and
-  // keys still spread over every idle worker. A cancelled job (-1) claims
-  // and fails keys the same way, so every key is completed exactly once.
-  void DispatchKeys(const std::shared_ptr<Batch>& batch, void (FsAdapter::*fn)(Batch&, size_t, int)) {
-    const size_t n = batch->keys.size();
-    const size_t jobs = std::min<size_t>(n, static_cast<size_t>(opts_.num_workers));
-    for (size_t j = 0; j < jobs; ++j) {
-      Dispatch(batch, [this, batch, fn, n](int w) {
-        for (size_t i = batch->next.fetch_add(1); i < n; i = batch->next.fetch_add(1)) (this->*fn)(*batch, i, w);
-      });
-    }
-  }
-
-  void FinishInline(const std::shared_ptr<Batch>& batch, L2Bitmap bits) {
-    if (batch->keys.empty()) return;  // already published
-    for (size_t i = 0; i < bits.size(); ++i) batch->ok[i] = bits[i] ? 1 : 0;
-    batch->remaining.store(0);
-    Publish(*batch);
-  }
-
-  void KeyDone(Batch& b) {
-    if (b.remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) Publish(b);
-  }
-
-  void Publish(Batch& b) {
-    // Our own stores queue events too (temp file, rename): drain them here
-    // so a workload without lookup misses does not overflow the queue.
-    if (b.kind == Kind::kStore) DrainEvents();
-    if (b.kind == Kind::kLookup) {
-      if (b.cancelled.load()) {  // Close cancelled a probe: fail the whole task, release its locks
-        std::vector<ObjectKey> locked;
-        for (size_t i = 0; i < b.keys.size(); ++i) {
-          if (b.ok[i]) locked.push_back(b.keys[i]);
-        }
-        index_->Unlock(locked);
-        counters_.lookup_hits.fetch_sub(locked.size(), std::memory_order_relaxed);
-        std::fill(b.ok.begin(), b.ok.end(), 0);
-      }
-      size_t h = 0;
-      for (uint8_t bit : b.ok) h += bit;
-      Bump(counters_.lookup_misses, b.keys.size() - h);
-    }
-    L2Bitmap bits(b.ok.size());
-    bool all = true;
-    for (size_t i = 0; i < b.ok.size(); ++i) {
-      bits[i] = b.ok[i] != 0;
-      all = all && bits[i];
-    }
-    pending_.fetch_sub(1);  // before the result is visible: a caller holding it sees no pending task
-    switch (b.kind) {
-      case Kind::kStore: completions_->PublishStore(b.id, L2StoreResult{all, std::move(bits), b.bytes.load()}); break;
-      case Kind::kLookup: completions_->PublishLookup(b.id, std::move(bits)); break;
-      case Kind::kLoad: completions_->PublishLoad(b.id, std::move(bits)); break;
-    }
-  }
-
-  // The LMCache file name of `key`; false if the key cannot be a file name
-  // ('@' in the model or salt would not parse back, '/' in a salt would
-  // leave the directory, or the name is too long).
-  static bool FileName(const ObjectKey& key, std::string* name) {
-    const std::string& m = key.model_name.str();
-    const std::string& s = key.cache_salt.str();
-    if (m.find_first_of(std::string_view("@\0", 2)) != std::string::npos) return false;
-    if (s.find_first_of(std::string_view("@/\0", 3)) != std::string::npos) return false;
-    *name = key.ToString();
-    *name += kDataSuffix;
-    return name->size() <= kNameMax;
-  }
-
-  // ".lmcache-<pid>-<random>-<seq>.tmp": unique within the process (several
-  // adapters may share a directory) and across processes and hosts sharing
-  // a filesystem (the pid alone can repeat on another host).
-  static std::string TmpName() {
-    static const std::string prefix = [] {
-      std::random_device rd;
-      char buf[64];
-      std::snprintf(buf, sizeof(buf), "%d-%08x%08x-", static_cast<int>(getpid()), rd(), rd());
-      return std::string(kTmpPrefix) + buf;
-    }();
-    static std::atomic<uint64_t> seq{0};
-    return prefix + std::to_string(seq.fetch_add(1)) + std::string(kTmpSuffix);
-  }
-
-  // ---- start-up ----
+  // ---- start-up (CreateBatchedAdapter) ----
 
   Status Open() {
     std::error_code ec;
@@ -826,7 +584,78 @@ class FsAdapter final : public L2Adapter {
         return Status::NoSpace("cannot allocate O_DIRECT bounce buffers");
       }
     }
-    return pool_.Start(opts_.num_workers);
+    return StartWorkers(opts_.num_workers);
+  }
+
+ private:
+  // ---- hooks of BatchedL2Adapter ----
+
+  // A key another process deleted must not be skipped as present: apply
+  // the queued events before the keys are dispatched.
+  void StartStore(const BatchPtr& b) override {
+    DrainEvents();
+    Run(b, spread());
+  }
+
+  // The index answers; misses that may be files another process wrote are
+  // settled from the inotify queue, or probed on the workers.
+  void StartLookup(const BatchPtr& b) override {
+    // Apply what the kernel queued before this call first (it queues an
+    // event before rename() / unlink() return): files other processes
+    // renamed in are hits, files they deleted are misses, and the index then
+    // answers exactly. DrainEvents holds the watch mutex while it reads and
+    // applies, so events another thread was applying are in the index too.
+    // Costs one non-blocking read() when nothing is queued.
+    bool exact = false;
+    if (miss_mode_ == MissMode::kInotify) DrainEvents(&exact);
+    L2Bitmap bits(b->keys.size(), false);
+    const size_t hits = index_->LookupAndLock(b->keys, &bits);
+    if (hits == b->keys.size() || miss_mode_ == MissMode::kOff || exact) {
+      FinishInline(b, bits);
+      return;
+    }
+    // "true", or inotify lost events (queue overflow) or its watch: probe
+    // the misses (one fstatat each) on the workers. A probe is a few
+    // microseconds: one job per kProbesPerJob misses, so a small lookup
+    // does not pay several thread wake-ups.
+    ProbeMisses(b, bits, L2Spread{L2Spread::Mode::kClaim, static_cast<size_t>(opts_.num_workers), kProbesPerJob});
+  }
+
+  bool ProbeKey(const ObjectKey& key, int /*worker*/) override { return Probe(key) && index_->Lock(key); }
+
+  // Our own stores queue events too (temp file, rename): drain them here so
+  // a workload without lookup misses does not overflow the queue.
+  void BeforePublish(Batch& b) override {
+    if (b.kind == Kind::kStore) DrainEvents();
+  }
+
+  void OnClose() override { sidecar_.Close(); }
+
+  // The LMCache file name of `key`; false if the key cannot be a file name
+  // ('@' in the model or salt would not parse back, '/' in a salt would
+  // leave the directory, or the name is too long).
+  static bool FileName(const ObjectKey& key, std::string* name) {
+    const std::string& m = key.model_name.str();
+    const std::string& s = key.cache_salt.str();
+    if (m.find_first_of(std::string_view("@\0", 2)) != std::string::npos) return false;
+    if (s.find_first_of(std::string_view("@/\0", 3)) != std::string::npos) return false;
+    *name = key.ToString();
+    *name += kDataSuffix;
+    return name->size() <= kNameMax;
+  }
+
+  // ".lmcache-<pid>-<random>-<seq>.tmp": unique within the process (several
+  // adapters may share a directory) and across processes and hosts sharing
+  // a filesystem (the pid alone can repeat on another host).
+  static std::string TmpName() {
+    static const std::string prefix = [] {
+      std::random_device rd;
+      char buf[64];
+      std::snprintf(buf, sizeof(buf), "%d-%08x%08x-", static_cast<int>(getpid()), rd(), rd());
+      return std::string(kTmpPrefix) + buf;
+    }();
+    static std::atomic<uint64_t> seq{0};
+    return prefix + std::to_string(seq.fetch_add(1)) + std::string(kTmpSuffix);
   }
 
   Status Scan() {
@@ -1080,7 +909,7 @@ class FsAdapter final : public L2Adapter {
     watch_->exact.store(false, std::memory_order_release);
     if (watch_->rescan_queued || !watch_->broken_reason.empty()) return;
     watch_->rescan_queued = true;
-    if (!pool_.Submit([this](int worker) { Rescan(worker); })) watch_->rescan_queued = false;  // closed
+    if (!SubmitJob([this](int worker) { Rescan(worker); })) watch_->rescan_queued = false;  // closed
   }
 
   void BreakWatchLocked(const std::string& why) const REQUIRES(watch_->mu) {
@@ -1147,7 +976,7 @@ class FsAdapter final : public L2Adapter {
       watch_->exact.store(true, std::memory_order_release);
     } else {  // overflowed again meanwhile: once more
       watch_->rescan_queued = true;
-      if (!pool_.Submit([this](int wk) { Rescan(wk); })) watch_->rescan_queued = false;
+      if (!SubmitJob([this](int wk) { Rescan(wk); })) watch_->rescan_queued = false;
     }
   }
 
@@ -1200,15 +1029,7 @@ class FsAdapter final : public L2Adapter {
 
   // ---- store ----
 
-  void StoreOne(Batch& b, size_t i, int worker) {
-    if (worker >= 0) {
-      b.ok[i] = StoreKey(b.keys[i], b.views[i], worker, &b.bytes) ? 1 : 0;
-    }
-    if (!b.ok[i]) Bump(counters_.store_failures);
-    KeyDone(b);
-  }
-
-  bool StoreKey(const ObjectKey& key, const ObjectView& view, int worker, std::atomic<uint64_t>* bytes) {
+  bool StoreKey(const ObjectKey& key, const ObjectView& view, int worker, std::atomic<uint64_t>* bytes) override {
     std::string name;
     if (!FileName(key, &name)) {
       Bump(counters_.rejected_keys);
@@ -1344,21 +1165,7 @@ class FsAdapter final : public L2Adapter {
 
   // ---- load ----
 
-  void LoadOne(Batch& b, size_t i, int worker) {
-    if (worker >= 0) {
-      const ObjectView& v = b.views[i];
-      b.ok[i] = LoadKey(b.keys[i], v, worker) ? 1 : 0;
-      if (b.ok[i]) {
-        b.bytes.fetch_add(v.size);
-        Bump(counters_.loaded_objects);
-        Bump(counters_.loaded_bytes, v.size);
-      }
-    }
-    if (!b.ok[i]) Bump(counters_.load_misses);
-    KeyDone(b);
-  }
-
-  bool LoadKey(const ObjectKey& key, const ObjectView& view, int worker) {
+  bool LoadKey(const ObjectKey& key, const ObjectView& view, int worker) override {
     std::string name;
     if (!FileName(key, &name)) return false;
     bool direct = odirect_.load();
@@ -1483,10 +1290,8 @@ class FsAdapter final : public L2Adapter {
     }
   }
 
-  const L2CommonConfig common_;
   const FsOptions opts_;
-  std::unique_ptr<L2Completions> completions_;
-  std::unique_ptr<Index> index_;
+  const std::unique_ptr<Index> index_;
   Fd base_fd_;
   Fd tmp_fd_;
   ChecksumMode mode_ = ChecksumMode::kOff;  // fixed after Open
@@ -1496,9 +1301,6 @@ class FsAdapter final : public L2Adapter {
   std::vector<AlignedBuffer> bounce_;  // one per worker; worker w touches only bounce_[w]
   size_t scanned_files_ = 0;           // fixed after Open
   size_t ignored_files_ = 0;
-  mutable L2AtomicCounters counters_;
-  std::atomic<uint64_t> pending_{0};
-  std::atomic<bool> closed_{false};
 
   // The inotify watch (miss_mode_ kInotify). Held by pointer: const paths
   // (Usage, List, ReportStatus) drain it too.
@@ -1514,8 +1316,6 @@ class FsAdapter final : public L2Adapter {
   MissMode miss_mode_ = MissMode::kProbe;  // fixed after Open
   std::string miss_reason_;                // fixed after Open
   std::unique_ptr<DirWatch> watch_;        // set in Open, never null afterwards
-
-  mutable WorkerPool pool_;  // last: joined first. Mutable: a const drain may queue a rescan
 };
 
 }  // namespace
@@ -1549,7 +1349,7 @@ Result<std::unique_ptr<L2Adapter>> CreateFsAdapter(const L2CommonConfig& common,
     if (bad) f.Fail("relative_tmp_dir", "must be a relative path inside base_path, got '" + o.relative_tmp_dir + "'");
   }
   LMCACHE_RETURN_IF_ERROR(f.Finish());
-  return FsAdapter::Create(common, o, context);
+  return CreateBatchedAdapter<FsAdapter, FsMeta>(o.capacity_bytes, common, context, common, o);
 }
 
 }  // namespace lmcache::internal

@@ -60,7 +60,9 @@
 // slice per pipeline_depth keys (a worker hand-off costs more than its few
 // bytes). Each slice is pipelined on one connection (pipeline_depth commands
 // per round trip). Lookups are pipelined STRLEN (EXISTS that also gives the
-// size for Usage).
+// size for Usage). The task machinery (Submit*, slices on the workers,
+// counting, publishing, Close) is BatchedL2Adapter's (storage/l2_common.h);
+// this file does a slice's Redis work (RunKeys).
 //
 // Index. An L2Index of the objects this adapter knows: filled at start-up
 // by a SCAN over the key prefix (a restarted adapter knows what is stored),
@@ -554,68 +556,29 @@ void AppendBulk(std::string* out, std::string_view s) {
   *out += "\r\n";
 }
 
-class RespAdapter final : public L2Adapter {
+// Tasks, workers and Close are BatchedL2Adapter's: a task is spread over at
+// most num_connections contiguous slices (kSlices; a lookup, one per
+// pipeline window), and RunKeys does one slice on its worker's connection
+// (worker w owns connection w; see Batches above).
+class RespAdapter final : public BatchedL2Adapter {
  public:
   using Index = L2Index<RespMeta>;
 
-  static Result<std::unique_ptr<L2Adapter>> Create(const L2CommonConfig& common, const RespOptions& opts,
-                                                   const L2AdapterContext& context) {
-    auto completions = L2Completions::Create();
-    if (!completions.ok()) return completions.status();
-    L2IndexOptions io;
-    io.capacity_bytes = opts.capacity_bytes;
-    io.eviction = common.eviction;
-    io.clock = context.clock;
-    auto index = Index::Create(io);
-    if (!index.ok()) return index.status();
-    std::unique_ptr<RespAdapter> a(
-        new RespAdapter(common, opts, std::move(completions).value(), std::move(index).value()));
-    LMCACHE_RETURN_IF_ERROR(a->Open());
-    return std::unique_ptr<L2Adapter>(std::move(a));
-  }
+  RespAdapter(const L2CommonConfig& common, const RespOptions& opts, std::unique_ptr<L2Completions> completions,
+              std::unique_ptr<Index> index)
+      : BatchedL2Adapter(common, std::move(completions),
+                         L2Spread{L2Spread::Mode::kSlices, static_cast<size_t>(opts.num_connections)}),
+        opts_(opts),
+        index_(std::move(index)) {}
 
   ~RespAdapter() override { Close(); }
 
-  const L2CommonConfig& common_config() const override { return common_; }
-  int store_event_fd() const override { return completions_->store_fd(); }
-  int lookup_event_fd() const override { return completions_->lookup_fd(); }
-  int load_event_fd() const override { return completions_->load_fd(); }
-
-  Result<L2TaskId> SubmitStore(std::span<const ObjectKey> keys, std::span<const ObjectView> objects) override {
-    LMCACHE_RETURN_IF_ERROR(ValidateBatch(keys, objects, "SubmitStore"));
-    if (closed_.load()) return ClosedStatus(common_.type);
-    Bump(counters_.store_tasks);
-    auto b = NewBatch(Kind::kStore, keys, objects);
-    Dispatch(b);
-    return b->id;
-  }
-
-  std::vector<std::pair<L2TaskId, L2StoreResult>> PopCompletedStores() override {
-    return completions_->PopStores();
-  }
-
-  Result<L2TaskId> SubmitLookupAndLock(std::span<const ObjectKey> keys) override {
-    if (closed_.load()) return ClosedStatus(common_.type);
-    Bump(counters_.lookup_tasks);
-    auto b = NewBatch(Kind::kLookup, keys, {});
-    Dispatch(b);
-    return b->id;
-  }
-
-  std::optional<L2Bitmap> QueryLookupResult(L2TaskId task) override { return completions_->TakeLookup(task); }
+  template <class A, class Meta, class... Args>
+  friend Result<std::unique_ptr<L2Adapter>> internal::CreateBatchedAdapter(uint64_t, const L2CommonConfig&,
+                                                                           const L2AdapterContext&,
+                                                                           Args&&...);  // Open
 
   void SubmitUnlock(std::span<const ObjectKey> keys) override { index_->Unlock(keys); }
-
-  Result<L2TaskId> SubmitLoad(std::span<const ObjectKey> keys, std::span<const ObjectView> buffers) override {
-    LMCACHE_RETURN_IF_ERROR(ValidateBatch(keys, buffers, "SubmitLoad"));
-    if (closed_.load()) return ClosedStatus(common_.type);
-    Bump(counters_.load_tasks);
-    auto b = NewBatch(Kind::kLoad, keys, buffers);
-    Dispatch(b);
-    return b->id;
-  }
-
-  std::optional<L2Bitmap> QueryLoadResult(L2TaskId task) override { return completions_->TakeLoad(task); }
 
   Result<size_t> Delete(std::span<const ObjectKey> keys) override {
     if (keys.empty()) return size_t{0};
@@ -667,14 +630,8 @@ class RespAdapter final : public L2Adapter {
   L2Usage Usage() const override { return index_->Usage(); }
 
   L2Status ReportStatus() const override {
-    L2Status s;
-    s.type = common_.type;
-    s.counters = counters_.Snapshot();
-    s.pending_tasks = pending_.load();
-    if (closed_.load()) {
-      s.healthy = false;
-      s.message = "closed";
-    } else if (down_.load()) {
+    L2Status s = BaseStatus();
+    if (s.healthy && down_.load()) {  // "closed" takes precedence
       MutexLock lock(&health_mu_);
       s.healthy = false;
       s.message = "redis " + opts_.Endpoint() + " unreachable: " + down_reason_;
@@ -692,21 +649,6 @@ class RespAdapter final : public L2Adapter {
     s.details.emplace_back("ignored_keys", std::to_string(ignored_keys_.load()));
     s.details.emplace_back("reconnects", std::to_string(reconnects_.load()));
     return s;
-  }
-
-  void Close() override {
-    closed_.store(true);
-    pool_.Shutdown();  // running slices finish (bounded by the socket timeouts); queued ones fail
-    {
-      MutexLock lock(&health_mu_);
-      stopping_ = true;
-    }
-    health_cv_.NotifyAll();
-    MutexLock serial(&close_mu_);
-    if (monitor_.joinable()) monitor_.join();
-    conns_.clear();
-    MutexLock lock(&admin_mu_);
-    admin_.reset();
   }
 
   bool supports_corruption_injection() const override { return true; }
@@ -731,22 +673,6 @@ class RespAdapter final : public L2Adapter {
   }
 
  private:
-  enum class Kind { kStore, kLookup, kLoad };
-
-  struct Batch {
-    L2TaskId id = 0;
-    Kind kind = Kind::kStore;
-    std::vector<ObjectKey> keys;
-    std::vector<ObjectView> views;
-    std::vector<uint8_t> ok;
-    std::atomic<size_t> slices{0};
-    std::atomic<uint64_t> bytes{0};
-  };
-
-  RespAdapter(const L2CommonConfig& common, const RespOptions& opts, std::unique_ptr<L2Completions> completions,
-              std::unique_ptr<Index> index)
-      : common_(common), opts_(opts), completions_(std::move(completions)), index_(std::move(index)) {}
-
   size_t Depth() const { return static_cast<size_t>(opts_.pipeline_depth); }
 
   // ---- start-up ----
@@ -772,7 +698,7 @@ class RespAdapter final : public L2Adapter {
     } catch (const std::system_error& e) {
       return Status::Unavailable(std::string("cannot start the resp monitor thread: ") + e.what());
     }
-    return pool_.Start(opts_.num_connections);
+    return StartWorkers(opts_.num_connections);
   }
 
   // Index every object under the prefix (SCAN + pipelined STRLEN). With
@@ -1005,73 +931,40 @@ class RespAdapter final : public L2Adapter {
     return false;
   }
 
-  // ---- batches ----
+  // ---- batches (BatchedL2Adapter hooks) ----
 
-  std::shared_ptr<Batch> NewBatch(Kind kind, std::span<const ObjectKey> keys, std::span<const ObjectView> views) {
-    auto b = std::make_shared<Batch>();
-    b->id = completions_->NextId();
-    b->kind = kind;
-    b->keys.assign(keys.begin(), keys.end());
-    b->views.assign(views.begin(), views.end());
-    b->ok.assign(keys.size(), 0);
-    pending_.fetch_add(1);
-    return b;
+  // Lookups carry no data: one slice per pipeline_depth keys (a worker
+  // hand-off costs more than the few bytes). Stores and loads use every
+  // connection (the constructor's spread: hashing and copying run in parallel).
+  void StartLookup(const BatchPtr& b) override {
+    const size_t windows = (b->keys.size() + Depth() - 1) / Depth();
+    Run(b, L2Spread{L2Spread::Mode::kSlices, std::min(windows, static_cast<size_t>(opts_.num_connections))});
   }
 
-  void Dispatch(const std::shared_ptr<Batch>& b) {
-    const size_t n = b->keys.size();
-    if (n == 0) {
-      Publish(*b);
-      return;
-    }
-    // Lookups carry no data: one connection per pipeline_depth keys (a
-    // worker hand-off costs more than the few bytes). Stores and loads use
-    // every connection (hashing and copying run in parallel).
-    const size_t want = b->kind == Kind::kLookup ? (n + Depth() - 1) / Depth() : n;
-    const size_t slices = std::min(want, static_cast<size_t>(opts_.num_connections));
-    b->slices.store(slices);
-    for (size_t s = 0; s < slices; ++s) {
-      const size_t begin = n * s / slices, end = n * (s + 1) / slices;
-      WorkerPool::Job job = [this, b, begin, end](int w) { RunSlice(*b, begin, end, w); };
-      if (!pool_.Submit(job)) job(-1);  // closed meanwhile: complete as cancelled
-    }
-  }
-
-  void RunSlice(Batch& b, size_t begin, size_t end, int w) {
-    if (w >= 0 && !closed_.load()) {
-      ScopedSigpipeBlock no_sigpipe;
-      switch (b.kind) {
-        case Kind::kStore: StoreSlice(b, begin, end, w); break;
-        case Kind::kLookup: LookupSlice(b, begin, end, w); break;
-        case Kind::kLoad: LoadSlice(b, begin, end, w); break;
-      }
-    }
-    size_t failed = 0;
-    for (size_t i = begin; i < end; ++i) failed += b.ok[i] ? 0 : 1;
+  // One slice of keys, pipelined on worker w's connection. Resp never sets
+  // b.todo, so work positions are key indexes.
+  void RunKeys(Batch& b, size_t begin, size_t end, int w) override {
+    LMCACHE_CHECK(b.todo.empty(), "resp batches work on every key");
+    ScopedSigpipeBlock no_sigpipe;
     switch (b.kind) {
-      case Kind::kStore: Bump(counters_.store_failures, failed); break;
-      case Kind::kLookup:
-        Bump(counters_.lookup_misses, failed);
-        Bump(counters_.lookup_hits, (end - begin) - failed);
-        break;
-      case Kind::kLoad: Bump(counters_.load_misses, failed); break;
+      case Kind::kStore: StoreSlice(b, begin, end, w); break;
+      case Kind::kLookup: LookupSlice(b, begin, end, w); break;
+      case Kind::kLoad: LoadSlice(b, begin, end, w); break;
     }
-    if (b.slices.fetch_sub(1, std::memory_order_acq_rel) == 1) Publish(b);
   }
 
-  void Publish(Batch& b) {
-    L2Bitmap bits(b.ok.size());
-    bool all = true;
-    for (size_t i = 0; i < b.ok.size(); ++i) {
-      bits[i] = b.ok[i] != 0;
-      all = all && bits[i];
+  // After the workers are joined (running slices finished, bounded by the
+  // socket timeouts; queued ones failed): stop the monitor, drop the connections.
+  void OnClose() override {
+    {
+      MutexLock lock(&health_mu_);
+      stopping_ = true;
     }
-    pending_.fetch_sub(1);  // before the result is visible
-    switch (b.kind) {
-      case Kind::kStore: completions_->PublishStore(b.id, L2StoreResult{all, std::move(bits), b.bytes.load()}); break;
-      case Kind::kLookup: completions_->PublishLookup(b.id, std::move(bits)); break;
-      case Kind::kLoad: completions_->PublishLoad(b.id, std::move(bits)); break;
-    }
+    health_cv_.NotifyAll();
+    if (monitor_.joinable()) monitor_.join();
+    conns_.clear();
+    MutexLock lock(&admin_mu_);
+    admin_.reset();
   }
 
   // `<prefix><model>@<kv_rank %08x>@<group %x>@<hash hex>[@<salt>]`.
@@ -1394,10 +1287,7 @@ class RespAdapter final : public L2Adapter {
       const size_t i = begin + k;
       switch (out[k]) {
         case LoadOutcome::kLoaded:
-          b.ok[i] = 1;
-          b.bytes.fetch_add(b.views[i].size);
-          Bump(counters_.loaded_objects);
-          Bump(counters_.loaded_bytes, b.views[i].size);
+          b.ok[i] = 1;  // loaded_objects / loaded_bytes: counted by the base
           if (index_->Contains(b.keys[i])) {
             index_->Touch(b.keys[i]);
           } else {
@@ -1501,13 +1391,8 @@ class RespAdapter final : public L2Adapter {
     return c->Poison("unexpected reply '" + line.substr(0, 64) + "'");
   }
 
-  const L2CommonConfig common_;
   const RespOptions opts_;
-  std::unique_ptr<L2Completions> completions_;
-  std::unique_ptr<Index> index_;
-  mutable L2AtomicCounters counters_;
-  std::atomic<uint64_t> pending_{0};
-  std::atomic<bool> closed_{false};
+  const std::unique_ptr<Index> index_;
   std::atomic<uint64_t> gen_{0};
   const uint64_t tag_base_ = RandomTagBase();
   std::atomic<uint64_t> tag_count_{0};
@@ -1516,7 +1401,7 @@ class RespAdapter final : public L2Adapter {
   std::atomic<uint64_t> reconnects_{0};
 
   // Worker connections: conns_[w] and conn_epochs_[w] are used by worker w only
-  // (and by Close after the pool is joined).
+  // (and by Open before the workers start, OnClose after they are joined).
   std::vector<std::unique_ptr<Conn>> conns_;
   std::vector<uint64_t> conn_epochs_;
   std::atomic<uint64_t> epoch_{0};  // bumped when the server goes down: older connections are reopened
@@ -1529,10 +1414,7 @@ class RespAdapter final : public L2Adapter {
   std::atomic<bool> down_{false};  // written under health_mu_
   std::string down_reason_ GUARDED_BY(health_mu_);
   bool stopping_ GUARDED_BY(health_mu_) = false;
-  Mutex close_mu_;
-  std::thread monitor_;
-
-  WorkerPool pool_;  // last: joined first
+  std::thread monitor_;  // started by Open, joined by OnClose
 };
 
 }  // namespace
@@ -1580,7 +1462,7 @@ Result<std::unique_ptr<L2Adapter>> CreateRespAdapter(const L2CommonConfig& commo
   const double gb = f.Number("max_capacity_gb", 0, 0, 1e9);
   o.capacity_bytes = static_cast<uint64_t>(gb * static_cast<double>(1ull << 30));
   LMCACHE_RETURN_IF_ERROR(f.Finish());
-  return RespAdapter::Create(common, o, context);
+  return CreateBatchedAdapter<RespAdapter, RespMeta>(o.capacity_bytes, common, context, common, o);
 }
 
 }  // namespace lmcache::internal
