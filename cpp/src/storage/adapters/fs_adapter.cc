@@ -323,47 +323,29 @@ class SidecarLog {
   }
 
   // Records by file name; later lines override earlier ones. Sets *lines.
-  std::unordered_map<std::string, Record> Load(size_t* lines) const {
+  // Find reads on from where this stopped.
+  std::unordered_map<std::string, Record> Load(size_t* lines) EXCLUDES(read_mu_) {
     std::unordered_map<std::string, Record> out;
-    *lines = 0;
-    Fd fd(openat(dir_fd_, kSidecarName, O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) return out;
-    std::string data;
-    char buf[1 << 16];
-    for (;;) {
-      const ssize_t r = read(fd.get(), buf, sizeof(buf));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) break;
-      data.append(buf, static_cast<size_t>(r));
-    }
-    size_t pos = 0;
-    while (pos < data.size()) {
-      size_t nl = data.find('\n', pos);
-      if (nl == std::string::npos) break;  // a torn last line is ignored
-      std::string_view line(data.data() + pos, nl - pos);
-      pos = nl + 1;
-      ++*lines;
-      std::string_view f[5];
-      size_t n = 0;
-      while (n < 4) {
-        const size_t sp = line.find(' ');
-        if (sp == std::string_view::npos) break;
-        f[n++] = line.substr(0, sp);
-        line.remove_prefix(sp + 1);
-      }
-      if (n != 4 || line.empty()) continue;
-      f[4] = line;
-      Record rec;
-      uint64_t mt = 0;
-      if (!TakeAlgo(&f[0], &rec.algo)) rec.algo = SumAlgo::kXxh64;  // a line of an earlier build
-      if (f[0].size() != 16 || !ParseU64(f[0], 16, &rec.hash) || !ParseU64(f[1], 10, &rec.size) ||
-          !ParseU64(f[2], 10, &rec.ino) || !ParseU64(f[3], 10, &mt)) {
-        continue;
-      }
-      rec.mtime_ns = static_cast<int64_t>(mt);
-      out[std::string(f[4])] = rec;
-    }
+    MutexLock lock(&read_mu_);
+    read_ino_ = 0;
+    read_off_ = 0;
+    fresh_.clear();
+    *lines = ReadNewLocked(&out);
     return out;
+  }
+
+  // The record of file `name` with inode `ino` among the lines appended
+  // since Load or the last Find: another writer's record of a file written
+  // after our start-up (it appends after its rename). Once found, the
+  // record is the caller's to keep (it is not returned again).
+  std::optional<Record> Find(const std::string& name, uint64_t ino) EXCLUDES(read_mu_) {
+    MutexLock lock(&read_mu_);
+    ReadNewLocked(&fresh_);
+    auto it = fresh_.find(name);
+    if (it == fresh_.end() || it->second.ino != ino) return std::nullopt;
+    const Record rec = it->second;
+    fresh_.erase(it);
+    return rec;
   }
 
   void Append(const std::string& name, const Record& rec) EXCLUDES(mu_) {
@@ -403,10 +385,71 @@ class SidecarLog {
     return head + name + "\n";
   }
 
+  // Parses the complete lines of the log from read_off_ on into *out
+  // (name -> record, later lines win) and moves read_off_ past them; a torn
+  // last line is read again next time. A log replaced since (another inode:
+  // a compaction) is read from its start. Returns the number of lines.
+  size_t ReadNewLocked(std::unordered_map<std::string, Record>* out) REQUIRES(read_mu_) {
+    Fd fd(openat(dir_fd_, kSidecarName, O_RDONLY | O_CLOEXEC));
+    struct stat st;
+    if (!fd.valid() || fstat(fd.get(), &st) != 0) return 0;
+    if (static_cast<uint64_t>(st.st_ino) != read_ino_ || static_cast<uint64_t>(st.st_size) < read_off_) {
+      read_ino_ = static_cast<uint64_t>(st.st_ino);
+      read_off_ = 0;
+    }
+    std::string data;
+    char buf[1 << 16];
+    for (uint64_t off = read_off_;;) {
+      const ssize_t r = pread(fd.get(), buf, sizeof(buf), static_cast<off_t>(off));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      data.append(buf, static_cast<size_t>(r));
+      off += static_cast<uint64_t>(r);
+    }
+    size_t lines = 0, pos = 0;
+    while (pos < data.size()) {
+      const size_t nl = data.find('\n', pos);
+      if (nl == std::string::npos) break;  // torn (or still being written): next time
+      std::string_view line(data.data() + pos, nl - pos);
+      pos = nl + 1;
+      ++lines;
+      std::string_view f[5];
+      size_t n = 0;
+      while (n < 4) {
+        const size_t sp = line.find(' ');
+        if (sp == std::string_view::npos) break;
+        f[n++] = line.substr(0, sp);
+        line.remove_prefix(sp + 1);
+      }
+      if (n != 4 || line.empty()) continue;
+      f[4] = line;
+      Record rec;
+      uint64_t mt = 0;
+      if (!TakeAlgo(&f[0], &rec.algo)) rec.algo = SumAlgo::kXxh64;  // a line of an earlier build
+      if (f[0].size() != 16 || !ParseU64(f[0], 16, &rec.hash) || !ParseU64(f[1], 10, &rec.size) ||
+          !ParseU64(f[2], 10, &rec.ino) || !ParseU64(f[3], 10, &mt)) {
+        continue;
+      }
+      rec.mtime_ns = static_cast<int64_t>(mt);
+      if (out->size() >= kMaxFresh && out->find(std::string(f[4])) == out->end()) {
+        out->clear();  // records of files nobody loads: forget them (those files load unverified)
+      }
+      (*out)[std::string(f[4])] = rec;
+    }
+    read_off_ += pos;
+    return lines;
+  }
+
+  static constexpr size_t kMaxFresh = size_t{1} << 16;  // about 10 MB of names at most
+
   int dir_fd_ = -1;
   std::string dir_path_;
   Mutex mu_;
   Fd fd_ GUARDED_BY(mu_);
+  Mutex read_mu_;  // Load and Find
+  uint64_t read_ino_ GUARDED_BY(read_mu_) = 0;
+  uint64_t read_off_ GUARDED_BY(read_mu_) = 0;
+  std::unordered_map<std::string, Record> fresh_ GUARDED_BY(read_mu_);  // unclaimed new records
 };
 
 // Tasks, workers and Close are BatchedL2Adapter's: store and load claim one
@@ -1195,6 +1238,18 @@ class FsAdapter final : public BatchedL2Adapter {
       meta = MetaFromFd(fd.get(), st);
       if (cached) index_->Remove(key);
       index_->Insert(key, file_size, meta, 0);
+    }
+
+    if (!meta.has_checksum && mode_ == ChecksumMode::kSidecar) {
+      // Another server may have written it after our start-up: its record
+      // is among the log's new lines.
+      if (auto rec = sidecar_.Find(name, meta.ino)) {
+        meta.has_checksum = true;
+        meta.algo = rec->algo;
+        meta.checksum = rec->hash;
+        meta.recorded_size = rec->size;
+        index_->SetPayload(key, meta);
+      }
     }
 
     const uint64_t want = view.size;
