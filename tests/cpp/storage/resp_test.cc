@@ -24,6 +24,7 @@
 
 #include "storage/l2_conformance.h"
 #include "storage/l2_test_util.h"
+#include "util/xxh3.h"
 #include "util/xxhash64.h"
 
 namespace lmcache {
@@ -399,6 +400,22 @@ TEST(RespAuth, DatabasesAreSeparate) {
 
 // ---- format: LMCache's key names, raw values, checksum beside them ----
 
+// "xxh3:<16 hex>:<size>" of `d`, the tag-less prefix of what we write.
+std::string SumPrefix(const std::vector<uint8_t>& d) {
+  char buf[64];
+  const auto hash = static_cast<unsigned long long>(internal::Xxh3Digest(d.data(), d.size()));
+  std::snprintf(buf, sizeof(buf), "xxh3:%016llx:%zu", hash, d.size());
+  return buf;
+}
+
+// "xxh64:<16 hex>:<size>": what builds before XXH3 wrote (without the tag).
+std::string LegacySumPrefix(const std::vector<uint8_t>& d) {
+  char buf[64];
+  const auto hash = static_cast<unsigned long long>(internal::Xxh64Digest(d.data(), d.size()));
+  std::snprintf(buf, sizeof(buf), "xxh64:%016llx:%zu", hash, d.size());
+  return buf;
+}
+
 TEST(RespFormat, KeyNamesValuesAndChecksumKeys) {
   if (!g_server) GTEST_SKIP();
   const std::string prefix = UniquePrefix();
@@ -414,7 +431,7 @@ TEST(RespFormat, KeyNamesValuesAndChecksumKeys) {
   EXPECT_EQ(v.str, std::string(d.begin(), d.end()));  // raw bytes, as LMCache stores them
   const RawReply sum = raw.Cmd({"GET", name + "#xxh64"});
   ASSERT_EQ(sum.type, '$');
-  EXPECT_EQ(sum.str.rfind("xxh64:", 0), 0u);
+  EXPECT_EQ(sum.str.rfind(SumPrefix(d) + ":", 0), 0u) << sum.str;  // "xxh3:<hash>:4096:<tag>"
   EXPECT_NE(sum.str.find(":4096"), std::string::npos);
   EXPECT_EQ(raw.Cmd({"EXISTS", name + "@alice"}).integer, 1);
 }
@@ -638,14 +655,6 @@ std::string DataName(const std::string& prefix, const ObjectKey& key) {
   return prefix + "test/model@01000100@0@" + key.ChunkHashHex() + salt;
 }
 
-// "xxh64:<16 hex>:<size>" of `d`, the tag-less prefix of what we write.
-std::string SumPrefix(const std::vector<uint8_t>& d) {
-  char buf[64];
-  const auto hash = static_cast<unsigned long long>(internal::Xxh64Digest(d.data(), d.size()));
-  std::snprintf(buf, sizeof(buf), "xxh64:%016llx:%zu", hash, d.size());
-  return buf;
-}
-
 TEST(RespStore, ValueWrittenByLMCacheGetsNoChecksumBesideIt) {
   if (!g_server) GTEST_SKIP();
   const std::string prefix = UniquePrefix();
@@ -738,6 +747,28 @@ TEST(RespStore, TaglessChecksumsAreAccepted) {
   EXPECT_EQ(Bits(LoadSync(a.get(), {Key(51)}, {ViewOf(out)})), "0");
   EXPECT_EQ(a->ReportStatus().counters.corrupt_objects, 1u);
   EXPECT_EQ(raw.Cmd({"EXISTS", name}).integer, 0);
+}
+
+TEST(RespStore, Xxh64ChecksumsOfEarlierBuildsAreVerified) {
+  if (!g_server) GTEST_SKIP();
+  const std::string prefix = UniquePrefix();
+  auto a = Open(Spec(g_server->port(), prefix));
+  ASSERT_NE(a, nullptr);
+  auto d = Pattern(53, 70000), e = Pattern(54, 70000);
+  RawClient raw(g_server->port());
+  const std::string name = DataName(prefix, Key(53));
+  std::vector<uint8_t> out(70000);
+  for (const std::string tag : {"", ":00000000000000ab"}) {
+    raw.Cmd({"SET", name, std::string(d.begin(), d.end())});
+    raw.Cmd({"SET", name + "#xxh64", LegacySumPrefix(d) + tag});
+    std::fill(out.begin(), out.end(), 0);
+    EXPECT_EQ(Bits(LoadSync(a.get(), {Key(53)}, {ViewOf(out)})), "1") << tag;
+    EXPECT_TRUE(out == d);
+  }
+  EXPECT_EQ(a->ReportStatus().counters.unverified_loads, 0u);
+  raw.Cmd({"SET", name + "#xxh64", LegacySumPrefix(e) + ":00000000000000ac"});  // not these bytes
+  EXPECT_EQ(Bits(LoadSync(a.get(), {Key(53)}, {ViewOf(out)})), "0");
+  EXPECT_EQ(a->ReportStatus().counters.corrupt_objects, 1u);
 }
 
 TEST(RespStore, ConcurrentWritersReadersAndDeletesNeverServeWrongBytes) {

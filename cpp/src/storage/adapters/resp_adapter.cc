@@ -13,10 +13,12 @@
 // with an empty prefix, LMCache 0.5.6's native RESP connector key string, so
 // LMCache and we can share a Redis. The value is the raw object bytes (as
 // LMCache writes them). Our checksum lives in a companion key
-// `<data key>#xxh64` = "xxh64:<16 hex>:<size>:<16 hex tag>" (the fs xattr
-// format plus a tag unique to each write; tag-less ones are read too): the
-// value stays readable by LMCache, and its objects (no companion) are served
-// by us after a size check (unverified_loads).
+// `<data key>#xxh64` = "xxh3:<16 hex>:<size>:<16 hex tag>" (XXH3-64, the fs
+// xattr format plus a tag unique to each write; tag-less ones are read too,
+// and so are the "xxh64:..." checksums earlier builds wrote, verified with
+// XXH64; the companion key keeps its name so both kinds meet): the value
+// stays readable by LMCache, and its objects (no companion) are served by
+// us after a size check (unverified_loads).
 //
 // Store. Per object, pipelined: `MSETNX key value key#xxh64 sum` then
 // `STRLEN key`. MSETNX sets both keys or neither, atomically, so:
@@ -50,8 +52,9 @@
 // again, by anyone) matches nothing and deletes no correct object.
 //
 // Load. One `MGET key key#xxh64` per object; the value is read from the
-// socket straight into the caller's buffer, hashing each piece as it
-// arrives (one round trip, one copy). Value length != recorded size:
+// socket straight into the caller's buffer, hashing each piece (XXH3) as it
+// arrives (one round trip, one copy; a legacy XXH64 checksum is checked
+// with a second pass over the buffer). Value length != recorded size:
 // corrupt (counted, both keys deleted if unchanged); recorded size != buffer
 // size: size mismatch (kept); hash mismatch: corrupt.
 //
@@ -119,6 +122,7 @@
 #include "storage/l2_common.h"
 #include "storage/l2_index.h"
 #include "util/mutex.h"
+#include "util/xxh3.h"
 #include "util/xxhash64.h"
 
 namespace lmcache::internal {
@@ -161,18 +165,19 @@ struct RespMeta {
   uint64_t gen = 0;
 };
 
-// "xxh64:<16 hex>:<size>:<16 hex tag>": the fs xattr format plus a tag
+// "xxh3:<16 hex>:<size>:<16 hex tag>": the fs xattr format plus a tag
 // unique to this write, so that the drop script (which deletes a corrupt
 // object only while its checksum is the one the reader saw) can never match
 // a later write of the same bytes.
 std::string SumText(uint64_t hash, uint64_t size, uint64_t tag) {
   char buf[80];
-  std::snprintf(buf, sizeof(buf), "xxh64:%016" PRIx64 ":%" PRIu64 ":%016" PRIx64, hash, size, tag);
+  std::snprintf(buf, sizeof(buf), "xxh3:%016" PRIx64 ":%" PRIu64 ":%016" PRIx64, hash, size, tag);
   return buf;
 }
 
-// Accepts the tag-less "xxh64:<16 hex>:<size>" too.
-bool ParseSumText(std::string_view v, uint64_t* hash, uint64_t* size) {
+// Accepts the tag-less "xxh3:<16 hex>:<size>" too, and both forms with
+// "xxh64:" (earlier builds; *legacy = true: the hash is an XXH64).
+bool ParseSumText(std::string_view v, bool* legacy, uint64_t* hash, uint64_t* size) {
   auto hex = [](std::string_view digits, uint64_t* out) {
     if (digits.empty() || digits.size() > 16) return false;
     uint64_t h = 0;
@@ -184,10 +189,18 @@ bool ParseSumText(std::string_view v, uint64_t* hash, uint64_t* size) {
     *out = h;
     return true;
   };
-  if (v.size() < 24 || v.substr(0, 6) != "xxh64:" || v[22] != ':') return false;
+  if (v.substr(0, 5) == "xxh3:") {
+    *legacy = false;
+    v.remove_prefix(5);
+  } else if (v.substr(0, 6) == "xxh64:") {
+    *legacy = true;
+    v.remove_prefix(6);
+  } else {
+    return false;
+  }
   uint64_t h = 0;
-  if (v.substr(6, 16).size() != 16 || !hex(v.substr(6, 16), &h)) return false;
-  std::string_view digits = v.substr(23);
+  if (v.size() < 18 || v[16] != ':' || !hex(v.substr(0, 16), &h)) return false;
+  std::string_view digits = v.substr(17);
   const size_t colon = digits.find(':');
   if (colon != std::string_view::npos) {
     uint64_t tag = 0;
@@ -414,7 +427,7 @@ class Conn {
   }
 
   // Exactly n bytes into dst (hashed into h when given).
-  Status Read(uint8_t* dst, size_t n, Xxh64* h) {
+  Status Read(uint8_t* dst, size_t n, Xxh3* h) {
     size_t done = 0;
     const size_t buffered = std::min(n, rlen_ - rpos_);
     if (buffered > 0) {
@@ -1034,7 +1047,7 @@ class RespAdapter final : public BatchedL2Adapter {
     if (todo.empty()) return;
     for (Item& it : todo) {
       const ObjectView& v = b.views[it.i];
-      it.sum = SumText(Xxh64Digest(v.data, v.size), v.size, NextTag());
+      it.sum = SumText(Xxh3Digest(v.data, v.size), v.size, NextTag());
       // MSETNX key value key#xxh64 sum; STRLEN key.
       it.head.reserve(it.name.size() + 48);
       it.head += "*5\r\n";
@@ -1338,7 +1351,7 @@ class RespAdapter final : public BatchedL2Adapter {
     // The value precedes its checksum (MGET key key#xxh64): it is read
     // into the buffer when its length fits, and verified after.
     bool read_into = false;
-    Xxh64 h;
+    Xxh3 h;
     if (vlen >= 0) {
       *value_len = static_cast<uint64_t>(vlen);
       read_into = static_cast<uint64_t>(vlen) == dst.size;
@@ -1364,14 +1377,16 @@ class RespAdapter final : public BatchedL2Adapter {
       return Status::OK();
     }
     uint64_t want_hash = 0, recorded = 0;
-    const bool has_sum = slen >= 0 && ParseSumText(sum, &want_hash, &recorded);
+    bool legacy = false;
+    const bool has_sum = slen >= 0 && ParseSumText(sum, &legacy, &want_hash, &recorded);
     if (has_sum) {
       if (recorded != static_cast<uint64_t>(vlen)) {  // truncated or replaced without its checksum
         *outcome = LoadOutcome::kCorrupt;
       } else if (!read_into) {
         *outcome = LoadOutcome::kSizeMismatch;
       } else {
-        *outcome = h.Digest() == want_hash ? LoadOutcome::kLoaded : LoadOutcome::kCorrupt;
+        const uint64_t got = legacy ? Xxh64Digest(dst.data, dst.size) : h.Digest();
+        *outcome = got == want_hash ? LoadOutcome::kLoaded : LoadOutcome::kCorrupt;
       }
       if (*outcome == LoadOutcome::kCorrupt) *sum_text = sum;
       return Status::OK();
