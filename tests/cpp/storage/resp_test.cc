@@ -400,20 +400,21 @@ TEST(RespAuth, DatabasesAreSeparate) {
 
 // ---- format: LMCache's key names, raw values, checksum beside them ----
 
-// "xxh3:<16 hex>:<size>" of `d`, the tag-less prefix of what we write.
-std::string SumPrefix(const std::vector<uint8_t>& d) {
+// "<algo>:<16 hex>:<size>", a checksum without its tag.
+std::string SumOf(const char* algo, uint64_t hash, size_t size) {
   char buf[64];
-  const auto hash = static_cast<unsigned long long>(internal::Xxh3Digest(d.data(), d.size()));
-  std::snprintf(buf, sizeof(buf), "xxh3:%016llx:%zu", hash, d.size());
+  std::snprintf(buf, sizeof(buf), "%s:%016llx:%zu", algo, static_cast<unsigned long long>(hash), size);
   return buf;
 }
 
-// "xxh64:<16 hex>:<size>": what builds before XXH3 wrote (without the tag).
+// The tag-less prefix of what we write for `d` (XXH3-64).
+std::string SumPrefix(const std::vector<uint8_t>& d) {
+  return SumOf("xxh3", internal::Xxh3Digest(d.data(), d.size()), d.size());
+}
+
+// What builds before XXH3 wrote (XXH64), without the tag.
 std::string LegacySumPrefix(const std::vector<uint8_t>& d) {
-  char buf[64];
-  const auto hash = static_cast<unsigned long long>(internal::Xxh64Digest(d.data(), d.size()));
-  std::snprintf(buf, sizeof(buf), "xxh64:%016llx:%zu", hash, d.size());
-  return buf;
+  return SumOf("xxh64", internal::Xxh64Digest(d.data(), d.size()), d.size());
 }
 
 TEST(RespFormat, KeyNamesValuesAndChecksumKeys) {
